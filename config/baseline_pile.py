@@ -1,0 +1,42 @@
+# The paper's setting without its teacher: a LLaMA-style student of about 1.4B parameters on the Pile, in
+# SmolLM2's vocabulary (the tokenizer the LET run needs), on 8 GPUs of 80 GB.
+#   python data/pile/prepare.py --input '/path/to/pile/train/*.jsonl.zst' --val_input '/path/to/pile/val.jsonl.zst'
+#   torchrun --standalone --nproc_per_node=8 train.py config/baseline_pile.py
+out_dir = 'out-pile-baseline'
+dataset = 'pile/smollm2'
+
+# student: 24 blocks x 2048, 16 heads of size 128, SwiGLU 5632 wide, rotary, RMSNorm, untied head:
+# 1.43B parameters (1.33B without the 101M token-embedding table)
+n_layer = 24
+n_embd = 2048
+n_head = 16
+n_kv_head = 16
+mlp_hidden = 5632
+norm = 'rmsnorm'
+mlp = 'swiglu'
+pos = 'rope'
+rope_theta = 10000.0
+bias = False
+tie_embeddings = False
+dropout = 0.0
+
+# batch: 8 sequences of 2048 tokens per GPU per micro-step (fits 80 GB in bf16 with AdamW), 8 micro-steps per GPU:
+# 8 GPUs x 8 x 8 x 2048 = 1,048,576 tokens per step; 19,073 steps = 20.0B tokens (the paper's budget)
+block_size = 2048
+batch_size = 8
+gradient_accumulation_steps = 64  # global; 8 per GPU with 8 GPUs
+max_iters = 19073
+lr_decay_iters = 19073
+
+# AdamW and a cosine schedule, LLaMA's recipe
+learning_rate = 3e-4
+min_lr = 3e-5
+warmup_iters = 500
+weight_decay = 0.1
+beta1 = 0.9
+beta2 = 0.95
+grad_clip = 1.0
+
+eval_interval = 500
+eval_iters = 10      # 10 global batches = 10.5M tokens per split per evaluation
+log_interval = 10

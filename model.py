@@ -1,0 +1,305 @@
+"""
+The GPT language model, nanoGPT-shaped, in two flavours chosen by GPTConfig:
+
+- GPT-2 (the defaults): learned positions, LayerNorm with bias, GELU-tanh MLP, tied head. Parameter names
+  follow nanoGPT exactly, so nanoGPT checkpoints and (transposed) Hugging Face GPT-2 weights load as they are.
+- LLaMA-style: RMSNorm, SwiGLU MLP, rotary positions, grouped key/value heads, optionally untied head. The
+  paper's students (and the SmolLM2 teacher, see teacher.py) are of this kind.
+
+Besides logits and loss, forward() can return the residual stream after chosen blocks (LET aligns one of
+these with the teacher); the others are not kept. Blocks are numbered from 0: `hidden_layers=(1,)` returns
+the residual stream after self.transformer.h[1], the second block.
+This file knows nothing about teachers or LET.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+
+@dataclass
+class GPTConfig:
+    block_size: int = 1024        # longest sequence (learned positions: the table's size)
+    vocab_size: int = 50304       # GPT-2's 50257 padded up to a multiple of 64 for speed
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    dropout: float = 0.0
+    bias: bool = True             # bias in Linears and LayerNorms (GPT-2: True)
+    # LLaMA-style switches (defaults = GPT-2)
+    n_kv_head: int = 0            # key/value heads; 0 = n_head (plain multi-head attention)
+    norm: str = 'layernorm'       # 'layernorm' | 'rmsnorm'
+    norm_eps: float = 1e-5
+    mlp: str = 'gelu'             # 'gelu' (GELU-tanh, 4x) | 'swiglu'
+    mlp_hidden: int = 0           # MLP inner width; 0 = 4*n_embd (gelu) or ~8/3*n_embd rounded to 64 (swiglu)
+    pos: str = 'learned'          # 'learned' | 'rope'
+    rope_theta: float = 10000.0
+    tie_embeddings: bool = True   # lm_head shares the token embedding
+
+    def __post_init__(self):
+        # impossible shapes are caught here, before any weight is allocated
+        def need(ok, msg):
+            if not ok:
+                raise ValueError(f"model config: {msg}")
+        for k in ('block_size', 'vocab_size', 'n_layer', 'n_head', 'n_embd'):
+            need(getattr(self, k) > 0, f"{k}={getattr(self, k)} must be positive")
+        need(self.n_embd % self.n_head == 0,
+             f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}; pick n_embd = n_head * head_size")
+        if self.n_kv_head == 0:
+            self.n_kv_head = self.n_head
+        need(self.n_head % self.n_kv_head == 0,
+             f"n_head={self.n_head} is not a multiple of n_kv_head={self.n_kv_head}")
+        need(self.norm in ('layernorm', 'rmsnorm'), f"norm={self.norm!r}: use 'layernorm' or 'rmsnorm'")
+        need(self.mlp in ('gelu', 'swiglu'), f"mlp={self.mlp!r}: use 'gelu' or 'swiglu'")
+        need(self.pos in ('learned', 'rope'), f"pos={self.pos!r}: use 'learned' or 'rope'")
+        need(self.pos != 'rope' or (self.n_embd // self.n_head) % 2 == 0, "rotary needs an even head size")
+        need(0.0 <= self.dropout < 1.0, f"dropout={self.dropout} must be in [0, 1)")
+        if self.mlp_hidden == 0:
+            self.mlp_hidden = 4 * self.n_embd if self.mlp == 'gelu' else 64 * math.ceil(8 * self.n_embd / 3 / 64)
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm with an optional bias (PyTorch's has no bias=False before 2.1)."""
+
+    def __init__(self, ndim, bias, eps):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(ndim))
+        self.bias = nn.Parameter(torch.zeros(ndim)) if bias else None
+        self.eps = eps
+
+    def forward(self, x):
+        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, self.eps)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, ndim, eps):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(ndim))
+        self.eps = eps
+
+    def forward(self, x):
+        # computed in float32 as LLaMA does, then cast back
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * xf.type_as(x)
+
+
+def make_norm(config):
+    if config.norm == 'rmsnorm':
+        return RMSNorm(config.n_embd, config.norm_eps)
+    return LayerNorm(config.n_embd, config.bias, config.norm_eps)
+
+
+def rotary_tables(head_size, max_len, theta):
+    """cos/sin tables (T, hs) for rotate-half rotary embeddings (the Hugging Face LLaMA layout)."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_size, 2, dtype=torch.float32) / head_size))
+    angles = torch.outer(torch.arange(max_len, dtype=torch.float32), inv_freq)  # (T, hs/2)
+    angles = torch.cat((angles, angles), dim=-1)                              # (T, hs)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x, cos, sin):
+    # x: (B, nh, T, hs); cos, sin: (T, hs)
+    x1, x2 = x.chunk(2, dim=-1)
+    rotated = torch.cat((-x2, x1), dim=-1)
+    return (x * cos + rotated * sin).type_as(x)
+
+
+class CausalSelfAttention(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        self.n_head, self.n_kv_head = config.n_head, config.n_kv_head
+        self.head_size = config.n_embd // config.n_head
+        # query, key and value projections in one matmul: n_head query heads, n_kv_head key and value heads
+        self.c_attn = nn.Linear(config.n_embd, (config.n_head + 2 * config.n_kv_head) * self.head_size,
+                                bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.resid_dropout = nn.Dropout(config.dropout)
+        self.dropout = config.dropout
+
+    def forward(self, x, rope=None):
+        B, T, C = x.size()
+        hs = self.head_size
+        q, k, v = self.c_attn(x).split([self.n_head * hs, self.n_kv_head * hs, self.n_kv_head * hs], dim=2)
+        q = q.view(B, T, self.n_head, hs).transpose(1, 2)     # (B, nh, T, hs)
+        k = k.view(B, T, self.n_kv_head, hs).transpose(1, 2)  # (B, nkv, T, hs)
+        v = v.view(B, T, self.n_kv_head, hs).transpose(1, 2)  # (B, nkv, T, hs)
+        if rope is not None:
+            cos, sin = rope
+            q, k = apply_rotary(q, cos[:T], sin[:T]), apply_rotary(k, cos[:T], sin[:T])
+        if self.n_kv_head != self.n_head:
+            # grouped key/value heads: each serves n_head // n_kv_head query heads
+            k = k.repeat_interleave(self.n_head // self.n_kv_head, dim=1)
+            v = v.repeat_interleave(self.n_head // self.n_kv_head, dim=1)
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0,
+                                           is_causal=True)  # (B, nh, T, hs)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        self.swiglu = config.mlp == 'swiglu'
+        # SwiGLU's gate and up projections share one matmul (gate first, then up)
+        self.c_fc = nn.Linear(config.n_embd, (2 if self.swiglu else 1) * config.mlp_hidden, bias=config.bias)
+        self.c_proj = nn.Linear(config.mlp_hidden, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        h = self.c_fc(x)
+        if self.swiglu:
+            gate, up = h.chunk(2, dim=-1)
+            h = F.silu(gate) * up
+        else:
+            h = F.gelu(h, approximate='tanh')
+        return self.dropout(self.c_proj(h))
+
+
+class Block(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        self.ln_1 = make_norm(config)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = make_norm(config)
+        self.mlp = MLP(config)
+
+    def forward(self, x, rope=None):
+        x = x + self.attn(self.ln_1(x), rope)
+        x = x + self.mlp(self.ln_2(x))
+        return x
+
+
+class GPT(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        modules = dict(
+            wte=nn.Embedding(config.vocab_size, config.n_embd),
+            drop=nn.Dropout(config.dropout),
+            h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+            ln_f=make_norm(config),
+        )
+        if config.pos == 'learned':
+            modules['wpe'] = nn.Embedding(config.block_size, config.n_embd)
+        self.transformer = nn.ModuleDict(modules)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.transformer.wte.weight = self.lm_head.weight  # https://paperswithcode.com/method/weight-tying
+        if config.pos == 'rope':
+            cos, sin = rotary_tables(config.n_embd // config.n_head, config.block_size, config.rope_theta)
+            self.register_buffer('rope_cos', cos, persistent=False)
+            self.register_buffer('rope_sin', sin, persistent=False)
+
+        self.apply(self._init_weights)
+        # GPT-2 paper: scale the residual projections' init by 1/sqrt(2 * n_layer)
+        for pn, p in self.named_parameters():
+            if pn.endswith('c_proj.weight'):
+                torch.nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    def _init_weights(self, module):
+        if isinstance(module, nn.Linear):
+            torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                torch.nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def get_num_params(self, non_embedding=True):
+        """Parameters counted once (a tied head is the embedding). non_embedding drops the position table,
+        as nanoGPT does; the token table stays because the (tied) head uses it as a matmul."""
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding and self.config.pos == 'learned':
+            n -= self.transformer.wpe.weight.numel()
+        return n
+
+    def _trunk(self, idx, hidden_layers=()):
+        """Embed and run the blocks; returns the residual stream after the last block (before ln_f) and
+        the residual streams after the blocks named in hidden_layers (0-based), in that order."""
+        B, T = idx.size()
+        if T > self.config.block_size:
+            raise ValueError(f"sequence of length {T} is longer than block_size={self.config.block_size}")
+        x = self.transformer.wte(idx)  # (B, T, C)
+        rope = None
+        if self.config.pos == 'learned':
+            x = x + self.transformer.wpe(torch.arange(T, dtype=torch.long, device=idx.device))
+        else:
+            rope = (self.rope_cos, self.rope_sin)
+        x = self.transformer.drop(x)
+        keep = {layer: i for i, layer in enumerate(hidden_layers)}
+        hidden = [None] * len(hidden_layers)
+        for layer, block in enumerate(self.transformer.h):
+            x = block(x, rope)
+            if layer in keep:
+                hidden[keep[layer]] = x  # (B, T, C), kept only for the blocks asked for
+        return x, hidden
+
+    def forward(self, idx, targets=None, hidden_layers=()):
+        """idx: (B, T) token ids; targets: (B, T) next-token ids (-1 = ignore) or None.
+        Returns (logits, loss), or (logits, loss, hidden) when hidden_layers is given: hidden is a list of
+        the residual streams (B, T, n_embd) after those blocks. Without targets, only the last position's
+        logits are computed (what sampling needs) and loss is None."""
+        x, hidden = self._trunk(idx, hidden_layers)
+        x = self.transformer.ln_f(x)
+        if targets is not None:
+            logits = self.lm_head(x)
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-1)
+        else:
+            logits = self.lm_head(x[:, [-1], :])  # (B, 1, vocab)
+            loss = None
+        if hidden_layers:
+            return logits, loss, hidden
+        return logits, loss
+
+    def final_hidden(self, idx, with_logits=False):
+        """The last layer's hidden state after the final norm, (B, T, n_embd): what Hugging Face returns as
+        hidden_states[-1], and what a LET teacher provides. With with_logits, also all logits (B, T, vocab)."""
+        x, _ = self._trunk(idx)
+        x = self.transformer.ln_f(x)
+        if with_logits:
+            return x, self.lm_head(x)
+        return x
+
+    def forward_flops_per_token(self, seq_len, head=True):
+        """Forward-pass FLOPs per token at sequence length seq_len: 2 per weight of every matmul (embedding
+        lookups excluded; the head unless head=False, as in final_hidden()) plus attention's two (T x T) matmuls,
+        counted in full as PaLM's appendix B does. A training step costs 3x this (backward = 2x forward)."""
+        cfg = self.config
+        matmul_weights = sum(m.weight.numel() for m in self.modules() if isinstance(m, nn.Linear))
+        if not head:
+            matmul_weights -= self.lm_head.weight.numel()
+        attention = 2 * 2 * cfg.n_layer * seq_len * cfg.n_embd  # q@k^T and att@v, each 2*T*n_embd per token
+        return 2 * matmul_weights + attention
+
+    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type, extra_params=()):
+        """AdamW with weight decay on matrices (2-D and up) only; fused where the device supports it.
+        extra_params: further trainable parameters (LET's projector) that share the optimizer."""
+        params = [p for p in self.parameters() if p.requires_grad] + [p for p in extra_params if p.requires_grad]
+        decay = [p for p in params if p.dim() >= 2]
+        no_decay = [p for p in params if p.dim() < 2]
+        groups = [{'params': decay, 'weight_decay': weight_decay},
+                  {'params': no_decay, 'weight_decay': 0.0}]
+        fused = device_type == 'cuda'
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused)
+
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None):
+        """Sample max_new_tokens continuing idx (B, T), feeding predictions back in (no KV cache)."""
+        for _ in range(max_new_tokens):
+            idx_cond = idx if idx.size(1) <= self.config.block_size else idx[:, -self.config.block_size:]
+            logits, _ = self(idx_cond)
+            logits = logits[:, -1, :] / max(temperature, 1e-8)
+            if top_k is not None:
+                v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
+                logits[logits < v[:, [-1]]] = -float('Inf')
+            probs = F.softmax(logits, dim=-1)
+            idx_next = torch.multinomial(probs, num_samples=1)
+            idx = torch.cat((idx, idx_next), dim=1)
+        return idx

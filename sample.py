@@ -1,0 +1,50 @@
+"""
+Sample from a trained model: a checkpoint of train.py (its out_dir) or any teacher spec teacher.py loads.
+
+$ python sample.py --out_dir=out-shakespeare --start="ROMEO:" --num_samples=2 --max_new_tokens=300
+$ python sample.py --init_from=smollm2-135m --start="The capital of France is"
+"""
+
+import argparse
+import os
+
+import torch
+
+from teacher import load_teacher
+from tokenizer import get_tokenizer
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--out_dir', default='out', help="train.py's out_dir holding ckpt.pt")
+    p.add_argument('--init_from', default='', help="instead of out_dir: a teacher spec (smollm2-135m, a ckpt.pt, a GPT-2 dir)")
+    p.add_argument('--start', default='\n', help="the prompt, or FILE:path to read it from a file")
+    p.add_argument('--num_samples', type=int, default=2)
+    p.add_argument('--max_new_tokens', type=int, default=300)
+    p.add_argument('--temperature', type=float, default=0.8, help="1.0 = as the model predicts; lower = more likely text")
+    p.add_argument('--top_k', type=int, default=200, help="sample only among the top_k most likely tokens")
+    p.add_argument('--seed', type=int, default=1337)
+    p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    args = p.parse_args()
+
+    spec = args.init_from or os.path.join(args.out_dir, 'ckpt.pt')
+    if not args.init_from and not os.path.exists(spec):
+        p.error(f"{spec} not found: train first (python train.py ...) or pass --out_dir / --init_from")
+    # the teacher loader reads every checkpoint format this repo knows, and gives a frozen model in eval mode
+    loaded = load_teacher(spec, device=args.device)
+    model, tok = loaded.model, get_tokenizer(loaded.tokenizer)
+    start = args.start
+    if start.startswith('FILE:'):
+        with open(start[5:], encoding='utf-8') as f:
+            start = f.read()
+    ids = tok.encode(start) or [tok.eot_token if tok.eot_token is not None else 10]
+    x = torch.tensor(ids, dtype=torch.long, device=args.device)[None, ...]
+    torch.manual_seed(args.seed)
+    for _ in range(args.num_samples):
+        y = model.generate(x, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k)
+        print(tok.decode(y[0].tolist()))
+        print('---------------')
+
+
+if __name__ == '__main__':
+    main()

