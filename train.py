@@ -290,6 +290,25 @@ def get_lr(cfg, it):
     return cfg.min_lr + coeff * (cfg.learning_rate - cfg.min_lr)
 
 
+def optimizer_step(optimizer, scaler, grad_clip, loss, ddp):
+    """Clips and applies the accumulated gradients, unless the loss or a gradient is non-finite: then the step is
+    skipped and the weights and optimizer state stay as they were. The gradient norm is the same on every rank
+    (DDP averaged the gradients) and the loss flag is reduced across ranks, so all ranks decide alike.
+    Returns (stepped, grad_norm); the gradients are cleared either way."""
+    scaler.unscale_(optimizer)
+    params = [p for group in optimizer.param_groups for p in group['params'] if p.grad is not None]
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float('inf'))
+    bad = (~torch.isfinite(grad_norm) | ~torch.isfinite(loss)).float()
+    if ddp:
+        dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+    stepped = not bad.item()  # the step's one host sync
+    if stepped:
+        scaler.step(optimizer)
+    scaler.update()  # fp16: a skipped step lowers the loss scale, as an overflow should
+    optimizer.zero_grad(set_to_none=True)
+    return stepped, grad_norm
+
+
 def step_seed(seed, rank, it):
     """Dropout's random stream for one step of one rank: a pure function of (seed, rank, step), so a resumed run
     draws exactly what the uninterrupted run would have drawn, on every rank, with no state to save."""
@@ -355,9 +374,14 @@ def _train(cfg, device, ddp, rank, world_size, master):
         torch.backends.cudnn.allow_tf32 = True
 
     # out_dir must be writable before anything is computed
-    os.makedirs(cfg.out_dir, exist_ok=True)
-    if not os.access(cfg.out_dir, os.W_OK):
-        raise ConfigError(f"out_dir {cfg.out_dir!r} is not writable; choose another out_dir")
+    try:
+        os.makedirs(cfg.out_dir, exist_ok=True)
+        probe = os.path.join(cfg.out_dir, f'.write-test-{rank}')
+        with open(probe, 'w'):
+            pass
+        os.remove(probe)
+    except OSError as e:
+        raise ConfigError(f"out_dir {cfg.out_dir!r} is not writable ({e.strerror}); choose another out_dir") from None
     ckpt_path = os.path.join(cfg.out_dir, 'ckpt.pt')
 
     # data
@@ -407,6 +431,9 @@ def _train(cfg, device, ddp, rank, world_size, master):
         if teacher.model.config.vocab_size < meta['vocab_size']:
             raise ConfigError(f"teacher {cfg.teacher!r} has a vocabulary of {teacher.model.config.vocab_size}, "
                               f"smaller than the data's {meta['vocab_size']}")
+        if ckpt and ckpt['projector_width'] not in (None, teacher.width):
+            raise ConfigError(f"teacher {cfg.teacher!r} is {teacher.width} wide, but the projector in {ckpt_path} was "
+                              f"trained for a {ckpt['projector_width']}-wide teacher; resume with that teacher")
         if use_compile:
             teacher.compile()
         say(f"teacher: {cfg.teacher} ({teacher.n_params / 1e6:.1f}M parameters, width {teacher.width}, "
@@ -551,21 +578,22 @@ def _train(cfg, device, ddp, rank, world_size, master):
         if iter_num >= cfg.max_iters:
             break
 
+        # ---------------------------------------------------------------- LET
+        # lambda(s) = lambda0 * max(0, 1 - s / S_stop); from S_stop on the step is plain next-token training
+        lam = let_lambda(iter_num, cfg.let_lambda, cfg.let_stop) if teacher else 0.0
+        if teacher and lam == 0.0:
+            teacher_calls_done += teacher.calls
+            teacher.release()  # S_stop reached: no more teacher work, its memory goes back (outside the timed step)
+            teacher = None
+            flops_teacher = 0
+            say(f"step {iter_num}: S_stop reached, teacher released")
+
         t0 = time.time()
         lr = get_lr(cfg, iter_num)
         for group in optimizer.param_groups:
             group['lr'] = lr
         torch.manual_seed(step_seed(cfg.seed, rank, iter_num))
 
-        # ---------------------------------------------------------------- LET
-        # lambda(s) = lambda0 * max(0, 1 - s / S_stop); from S_stop on the step is plain next-token training
-        lam = let_lambda(iter_num, cfg.let_lambda, cfg.let_stop) if teacher else 0.0
-        if teacher and lam == 0.0:
-            teacher_calls_done += teacher.calls
-            teacher.release()  # S_stop reached: no more teacher work, its memory goes back
-            teacher = None
-            flops_teacher = 0
-            say(f"step {iter_num}: S_stop reached, teacher released")
         step_loss = torch.zeros((), device=device)
         step_lm = torch.zeros((), device=device)
         step_align = torch.zeros((), device=device)
@@ -603,33 +631,23 @@ def _train(cfg, device, ddp, rank, world_size, master):
                 offset += g.numel()
         # ----------------------------------------------------------------------
 
-        # a non-finite loss or gradient never reaches the weights: the step is skipped and counted. The gradient
-        # norm is the same on every rank (DDP averaged it) and the loss flag is reduced, so all ranks agree.
-        scaler.unscale_(optimizer)
-        all_params = [p for g in optimizer.param_groups for p in g['params'] if p.grad is not None]
-        grad_norm = torch.nn.utils.clip_grad_norm_(all_params, cfg.grad_clip if cfg.grad_clip > 0 else float('inf'))
-        bad = (~torch.isfinite(grad_norm) | ~torch.isfinite(step_lm) | ~torch.isfinite(step_align)).float()
-        if ddp:
-            dist.all_reduce(bad, op=dist.ReduceOp.MAX)
-        if bad.item():
+        stepped, grad_norm = optimizer_step(optimizer, scaler, cfg.grad_clip, step_loss, ddp)
+        if stepped:
+            nonfinite_in_a_row = 0
+        else:
             nonfinite_in_a_row += 1
             skipped_total += 1
-            scaler.update()  # fp16: lowers the loss scale, as an overflow should
             write(f"step {iter_num}: non-finite loss or gradient, step skipped ({nonfinite_in_a_row} in a row, "
                   f"{skipped_total} in all)")
             if nonfinite_in_a_row >= cfg.max_nonfinite_steps:
-                raise RuntimeError(
-                    f"{nonfinite_in_a_row} non-finite steps in a row at iteration {iter_num}: training stopped. The "
-                    f"last good checkpoint ({ckpt_path}) is intact; lower learning_rate, raise warmup_iters or check "
-                    f"the data, then re-run to resume from it")
-        else:
-            nonfinite_in_a_row = 0
-            scaler.step(optimizer)
-            scaler.update()
-        optimizer.zero_grad(set_to_none=True)
+                kept = (f"the last good checkpoint {ckpt_path} is intact" if os.path.exists(ckpt_path)
+                        else "no checkpoint had been written yet")
+                raise RuntimeError(f"{nonfinite_in_a_row} non-finite steps in a row at iteration {iter_num}: training "
+                                   f"stopped; {kept}. Lower learning_rate, raise warmup_iters or check the data, then "
+                                   f"re-run the same command to resume")
 
         if device.type == 'cuda':
-            torch.cuda.synchronize(device)  # honest step times (the .item() above already waits for the GPU)
+            torch.cuda.synchronize(device)  # honest step times (optimizer_step's .item() already waited for most)
         dt = time.time() - t0
         train_time += dt
         iter_num += 1

@@ -1,0 +1,43 @@
+# The quick LET check on a CPU: byte-level Shakespeare, a teacher trained here first, then a plain baseline
+# and LET from the same initialisation on the same batches.
+# $ python speedup.py config/speedup_shakespeare.py          (about 15 min on a 2-core CPU, teacher included)
+# Every number is here so it can be retuned for another machine; the comments say what each one trades.
+
+dataset = 'shakespeare/byte'       # prepared automatically when missing
+speedup_dir = 'out-speedup-shakespeare'
+device = 'cpu'
+compile = False                    # compiling costs more than it saves for runs this short on a CPU
+
+# the student: larger than the teacher, as in the paper (there about 10x; here limited by the CPU)
+n_layer = 4
+n_head = 4
+n_embd = 192
+block_size = 128
+batch_size = 32                    # 4,096 tokens per step
+max_iters = 800                    # 3.3M tokens per run: 0.7 epoch of the 4.6M training bytes
+lr_decay_iters = 800               # cosine to min_lr exactly at the end: baseline and LET finish their schedules
+warmup_iters = 50
+learning_rate = 2e-3
+min_lr = 2e-4
+eval_interval = 50                 # the resolution of "steps to target": the crossing is interpolated between evals
+eval_iters = 20                    # 20 batches = 82k val tokens per evaluation, the same ones every time
+
+# the teacher: trained first into out-shakespeare-teacher/ (skipped when its checkpoint exists with these
+# settings); it inherits every setting above except those below
+teacher = 'out-shakespeare-teacher/ckpt.pt'
+teacher_train = dict(
+    n_layer=3, n_head=4, n_embd=128,   # narrower and shallower than the student ("late" small model)
+    max_iters=3000, lr_decay_iters=3000,  # trained much longer than the students: "late" in its training
+    eval_interval=500,
+)
+
+# the runs compared with the baseline (teacher=''), each a set of overrides on top of the settings above
+variants = {
+    'let': dict(
+        let_proj='linear',         # learned projection student width -> teacher width
+        let_layers=(1,),           # align the output of the student's second block (k counted from 0)
+        let_lambda=1.0,            # lambda0: larger than the paper's 0.1, which is tuned for 1.4B students
+        let_stop=240,              # S_stop: 30% of training; the teacher is released after it
+    ),
+}
+seeds = (1337,)                    # more seeds give mean and spread: --seeds="(1337, 1338, 1339)"

@@ -1,0 +1,642 @@
+"""
+A quick, honest check of the LET speedup (arXiv 2602.05393): train a plain baseline and one or more LET
+variants on the same data order, the same student initialisation and the same schedule, then ask how many
+steps and how much training time each variant needs to reach the baseline's final validation loss.
+
+$ python speedup.py config/speedup_shakespeare.py                      # byte-level Shakespeare, CPU, ~15 min
+$ python speedup.py config/speedup_shakespeare.py --seeds="(1, 2, 3)"  # mean and spread over seeds
+$ python speedup.py config/speedup_smollm2.py                          # SmolLM2-135M teacher, one GPU
+
+Every TrainConfig setting (train.py) is valid here and shared by all student runs; speedup.py adds:
+  variants       {name: {TrainConfig overrides}}, each applied on top of the shared settings for one LET run
+  seeds          one baseline and one run per variant for each seed (data order and student init follow it)
+  teacher_train  overrides that train the teacher first when `teacher` is a ckpt.pt that does not exist yet
+  speedup_dir    where runs, report.md and plots go: speedup_dir/seed<seed>/<baseline|variant>/
+  fresh          True: train every student run from scratch (the teacher is kept; delete its folder to retrain)
+
+Reuse: a run folder whose checkpoint was written with the same settings is not trained again: finished, its
+log is read as it is; unfinished (a crash, Ctrl-C), train.py resumes it exactly (init_from='auto'). A folder
+with other settings is cleared and trained anew. The same goes for a self-trained teacher: one with the
+settings of teacher_train is reused or finished; any other existing checkpoint is a given teacher, used as is.
+
+Numbers, per seed, with target = the baseline's final val loss:
+  steps to target   first evaluation crossing of the target, linearly interpolated between the two
+                    evaluations around it (the baseline's own crossing is its last step unless it dipped lower
+                    earlier: the same definition for every run)
+  step speedup      baseline steps / variant steps
+  wall-clock        baseline train_time / variant train_time at the crossing (train.py's train_time: seconds
+                    inside training steps, the teacher's forward included, evaluation and saving excluded);
+                    when the teacher was trained by us, also with its training time charged to the variant
+  gap at x%         variant val loss - baseline val loss at x% of the baseline's steps (interpolated)
+A variant that never reaches the target is "not reached" with its final gap; no speedup is extrapolated.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+import train
+from configurator import ConfigError, load_config
+from train import TrainConfig
+
+FRACTIONS = (0.25, 0.5, 0.75, 1.0)  # where the val-loss gap is reported, as fractions of the baseline's steps
+
+
+# -----------------------------------------------------------------------------
+# report arithmetic: small pure functions on curves, lists of (step, value) sorted by step
+
+def interp_at(curve, x):
+    """The curve's value at x, linear between the two points around it; None outside the curve."""
+    for (x0, y0), (x1, y1) in zip(curve, curve[1:]):
+        if x0 <= x <= x1:
+            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    if curve and x == curve[0][0]:
+        return curve[0][1]  # a one-point curve
+    return None
+
+
+def steps_to_reach(curve, target):
+    """First x where the curve reaches target or below, linear between the two points around the crossing;
+    None if it never does. Evaluations are sparse: the crossing lies between them, not on one."""
+    for i, (x, y) in enumerate(curve):
+        if y <= target:
+            if i == 0:
+                return x
+            x0, y0 = curve[i - 1]
+            return x0 + (x - x0) * (y0 - target) / (y0 - y)
+    return None
+
+
+def aggregate(values):
+    """Statistics over seeds of one number; None entries (not reached) are counted, not averaged.
+    std is the sample standard deviation (n - 1), 0 for a single value."""
+    got = [v for v in values if v is not None]
+    out = {'n': len(values), 'missing': len(values) - len(got), 'mean': None, 'std': None, 'min': None, 'max': None}
+    if got:
+        mean = sum(got) / len(got)
+        var = sum((v - mean) ** 2 for v in got) / (len(got) - 1) if len(got) > 1 else 0.0
+        out.update(mean=mean, std=math.sqrt(var), min=min(got), max=max(got))
+    return out
+
+
+def step_time(time_curve, start, end):
+    """Mean seconds per training step between steps start and end of a (step, train_time) curve, or None."""
+    t0, t1 = interp_at(time_curve, start), interp_at(time_curve, end)
+    return (t1 - t0) / (end - start) if t0 is not None and t1 is not None and end > start else None
+
+
+def ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def compare(baseline, variant, teacher_time=None, s_stop=None):
+    """The numbers of one seed. baseline, variant: eval records ({'iter', 'val_loss', 'train_time'}, sorted by
+    iter); teacher_time: seconds spent training the teacher, or None when unknown; s_stop: the variant's S_stop,
+    or None when it has no teacher."""
+    base_loss = [(r['iter'], r['val_loss']) for r in baseline]
+    base_time = [(r['iter'], r['train_time']) for r in baseline]
+    var_loss = [(r['iter'], r['val_loss']) for r in variant]
+    var_time = [(r['iter'], r['train_time']) for r in variant]
+    target = base_loss[-1][1]
+    base_steps = steps_to_reach(base_loss, target)
+    out = {'target': target, 'base_steps': base_steps, 'base_time': interp_at(base_time, base_steps),
+           'base_final': target, 'final_val': var_loss[-1][1], 'final_gap': var_loss[-1][1] - target,
+           'steps': steps_to_reach(var_loss, target)}
+    out['time'] = interp_at(var_time, out['steps']) if out['steps'] is not None else None
+    reached = out['steps'] is not None
+    # a variant that reaches the target at step 0 would divide by zero: that is not a speedup anyone can use
+    out['step_speedup'] = base_steps / out['steps'] if reached and out['steps'] > 0 else None
+    out['time_speedup'] = out['base_time'] / out['time'] if reached and out['time'] > 0 else None
+    out['time_speedup_with_teacher'] = (out['base_time'] / (out['time'] + teacher_time)
+                                        if reached and teacher_time is not None else None)
+    # the teacher's cost: step time while it runs, and after S_stop, relative to the baseline's same steps. After
+    # S_stop both runs do identical work, so a ratio far from 1 there means the machine's load changed and the
+    # wall-clock numbers are noise
+    last_step = base_loss[-1][0]
+    if s_stop:
+        stop = min(s_stop, last_step, var_loss[-1][0])
+        out['teacher_step_ratio'] = ratio(step_time(var_time, 0, stop), step_time(base_time, 0, stop))
+        # from the first evaluation after S_stop: the step at S_stop also releases the teacher (a one-off cost)
+        after = next((x for x, _ in var_loss if x > stop), None)
+        end = min(last_step, var_loss[-1][0])
+        out['plain_step_ratio'] = (ratio(step_time(var_time, after, end), step_time(base_time, after, end))
+                                   if after is not None else None)
+    else:
+        out['teacher_step_ratio'] = out['plain_step_ratio'] = None
+    for f in FRACTIONS:
+        v, b = interp_at(var_loss, f * last_step), interp_at(base_loss, f * last_step)
+        out[f'gap_{f:g}'] = v - b if v is not None and b is not None else None
+    return out
+
+
+# -----------------------------------------------------------------------------
+# configuration
+
+@dataclass
+class SpeedupConfig(TrainConfig):
+    variants: dict = field(default_factory=lambda: {'let': {}})  # name -> TrainConfig overrides of one LET run
+    seeds: tuple = (1337,)            # student seeds; `seed` itself only seeds the teacher's training
+    teacher_train: dict = field(default_factory=dict)  # overrides that train a missing ckpt.pt teacher
+    speedup_dir: str = 'out-speedup'
+    fresh: bool = False               # True: every student run starts from scratch
+
+
+# What makes two runs comparable step for step: a variant cannot change these (it would see another data
+# stream or batch, or be scored on another validation set)...
+MATCHED = ('dataset', 'batch_size', 'block_size', 'gradient_accumulation_steps', 'eval_iters')
+# ...nor these, which speedup.py sets for each run
+PLACED = ('seed', 'out_dir', 'init_from')
+# settings that do not change what a run computes: a checkpoint written with other values is still reusable
+NOT_RESULTS = ('out_dir', 'init_from', 'progress', 'log_interval', 'eval_only', 'always_save_checkpoint')
+
+
+def shared_settings(cfg):
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k in train_fields}
+
+
+def checked_train_config(overrides, what):
+    try:
+        run_cfg = load_config(TrainConfig, [], overrides)
+        train.check_config(run_cfg)
+    except ConfigError as e:
+        raise ConfigError(f"{what}: {e}") from None
+    return run_cfg
+
+
+def run_config(cfg, seed, name, overrides):
+    """The TrainConfig of one student run: shared settings, then the variant's overrides, then its place."""
+    bad = sorted(set(overrides) & set(MATCHED + PLACED))
+    if bad:
+        raise ConfigError(f"variant {name!r} sets {bad}: runs must share {MATCHED} to be compared step by step, "
+                          f"and speedup.py sets {PLACED} (seeds go in `seeds`)")
+    settings = dict(shared_settings(cfg), **overrides)
+    settings.update(seed=seed, out_dir=os.path.join(cfg.speedup_dir, f'seed{seed}', name), init_from='auto',
+                    always_save_checkpoint=True)  # reuse and resume need the checkpoint of the last step
+    return checked_train_config(settings, f"variant {name!r}" if name != 'baseline' else 'baseline')
+
+
+def teacher_config(cfg):
+    """The TrainConfig that trains the teacher: the shared settings, teacher_train on top, in the checkpoint's
+    folder, on the students' dataset (LET aligns token by token: one tokenizer for both)."""
+    if os.path.basename(cfg.teacher) != 'ckpt.pt':
+        raise ConfigError(f"teacher={cfg.teacher!r}: a teacher to train must be named .../ckpt.pt (train.py writes "
+                          f"out_dir/ckpt.pt)")
+    bad = sorted(set(cfg.teacher_train) & {'dataset', 'out_dir', 'teacher'})
+    if bad:
+        raise ConfigError(f"teacher_train sets {bad}: the teacher trains on the students' dataset, into the folder "
+                          f"of teacher={cfg.teacher!r}, without a teacher of its own")
+    settings = dict(shared_settings(cfg), **cfg.teacher_train)
+    settings.update(teacher='', out_dir=os.path.dirname(cfg.teacher) or '.', init_from='auto')
+    tcfg = checked_train_config(settings, 'teacher_train')
+    if tcfg.block_size < cfg.block_size:
+        raise ConfigError(f"teacher_train block_size={tcfg.block_size} is shorter than the students' "
+                          f"block_size={cfg.block_size}: the teacher must read whole student sequences")
+    return tcfg
+
+
+def trains_teacher(cfg):
+    """True when `teacher` names a checkpoint to train (missing) or one that teacher_train may have trained."""
+    exists = os.path.isfile(cfg.teacher)
+    return bool(cfg.teacher_train) and cfg.teacher.endswith('.pt') and (
+        not exists or os.path.basename(cfg.teacher) == 'ckpt.pt')
+
+
+# -----------------------------------------------------------------------------
+# data and runs
+
+def ensure_dataset(dataset):
+    """Prepares data/shakespeare/<tokenizer> when missing; any other missing dataset is an error that names its
+    prepare script (the Pile, say, is too large to fetch behind the user's back)."""
+    data_dir = train.resolve_data_dir(dataset)
+    if os.path.isfile(os.path.join(data_dir, 'meta.json')):
+        return
+    parts = dataset.split('/')
+    if not os.path.isabs(dataset) and len(parts) == 2 and parts[0] == 'shakespeare':
+        from data.shakespeare.prepare import prepare
+        from tokenizer import TOKENIZERS
+        from data.common import DataError
+        if parts[1] in TOKENIZERS:
+            print(f"preparing dataset {dataset} ...")
+            try:
+                prepare(tokenizer=parts[1])
+            except DataError as e:
+                raise ConfigError(f"dataset {dataset!r} could not be prepared: {e}") from None
+            return
+    script = os.path.join('data', parts[0], 'prepare.py') if not os.path.isabs(dataset) else "its prepare.py"
+    raise ConfigError(f"dataset {dataset!r} not found ({data_dir}/meta.json is missing); prepare it first with "
+                      f"{script}")
+
+
+def read_evals(out_dir):
+    """The eval records of out_dir/log.jsonl, one per iteration (the last one logged wins), sorted by iter."""
+    path = os.path.join(out_dir, 'log.jsonl')
+    if not os.path.isfile(path):
+        return []
+    by_iter = {}
+    with open(path) as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a half-written last line of a killed run
+            if record.get('event') == 'eval':
+                by_iter[record['iter']] = record
+    return [by_iter[i] for i in sorted(by_iter)]
+
+
+def saved_state(run_cfg):
+    """(checkpoint config, iteration) of run_cfg.out_dir/ckpt.pt, or None when there is no readable one of ours."""
+    path = os.path.join(run_cfg.out_dir, 'ckpt.pt')
+    if not os.path.isfile(path):
+        return None
+    try:
+        ckpt = train.load_checkpoint(path)
+    except ConfigError:
+        return None
+    return ckpt['config'], ckpt['iter_num']
+
+
+def same_settings(saved_config, run_cfg):
+    mine = dataclasses.asdict(run_cfg)
+    keys = (set(saved_config) | set(mine)) - set(NOT_RESULTS)
+    return all(_plain(saved_config.get(k)) == _plain(mine.get(k)) for k in keys)
+
+
+def _plain(v):
+    return list(v) if isinstance(v, tuple) else v  # a tuple may come back from a checkpoint as a list
+
+
+def run(run_cfg, fresh=False):
+    """Trains run_cfg, or reuses its folder (see the top of the file). Returns (eval records, how), how being
+    'trained', 'resumed' or 'reused'."""
+    state = None if fresh else saved_state(run_cfg)
+    if state and same_settings(state[0], run_cfg):
+        evals = read_evals(run_cfg.out_dir)
+        if state[1] >= run_cfg.max_iters and evals and evals[-1]['iter'] == run_cfg.max_iters:
+            print(f"{run_cfg.out_dir}: finished earlier with the same settings, reused")
+            return evals, 'reused'
+        how = 'resumed'
+    else:
+        for name in ('ckpt.pt', 'log.jsonl'):  # another run's state: this folder belongs to speedup.py
+            path = os.path.join(run_cfg.out_dir, name)
+            if os.path.exists(path):
+                os.remove(path)
+        how = 'trained'
+    train.main([], dataclasses.asdict(run_cfg))
+    return read_evals(run_cfg.out_dir), how
+
+
+def prepare_teacher(cfg):
+    """Trains, finishes or reuses the teacher, then loads it once to check it against the data: a wrong
+    tokenizer or a too-short context is an error now, not after the baseline has trained. Returns what the
+    report says about the teacher."""
+    info = {'spec': cfg.teacher, 'how': 'given', 'train_time': None, 'val_loss': None, 'iters': None}
+    path = cfg.teacher if cfg.teacher.endswith('.pt') else os.path.join(cfg.teacher, 'ckpt.pt')
+    if trains_teacher(cfg):
+        tcfg = teacher_config(cfg)
+        state = saved_state(tcfg) if os.path.isfile(path) else None
+        if not os.path.isfile(path) or (state and same_settings(state[0], tcfg)):
+            print(f"teacher {cfg.teacher}: " + ('training it' if state is None else 'found, trained with teacher_train'))
+            run(tcfg)  # trains it, finishes an interrupted training, or only reads the finished log
+            info['how'] = 'trained here' if state is None else 'trained with teacher_train by an earlier run'
+        else:
+            print(f"teacher {cfg.teacher} exists but was not trained with teacher_train: used as is (move "
+                  f"{os.path.dirname(path) or '.'} away to train it with teacher_train)")
+    elif cfg.teacher.endswith('.pt') and not os.path.isfile(path):
+        raise ConfigError(f"teacher {cfg.teacher} does not exist and teacher_train is empty: set teacher_train "
+                          f"(e.g. teacher_train = dict(n_layer=3, n_embd=128, max_iters=3000)) to train it here")
+
+    from teacher import load_teacher
+    try:
+        t = load_teacher(cfg.teacher)
+    except (OSError, ValueError, ImportError) as e:
+        raise ConfigError(f"teacher {cfg.teacher!r} cannot be loaded: {e}") from None
+    meta = train.check_dataset(train.resolve_data_dir(cfg.dataset))
+    if t.tokenizer != meta['tokenizer']:
+        raise ConfigError(f"teacher {cfg.teacher!r} uses the {t.tokenizer!r} tokenizer but dataset {cfg.dataset!r} "
+                          f"was made with {meta['tokenizer']!r}; LET aligns token by token: use one tokenizer")
+    if t.model.config.block_size < cfg.block_size:
+        raise ConfigError(f"teacher {cfg.teacher!r} reads at most {t.model.config.block_size} tokens, fewer than "
+                          f"block_size={cfg.block_size}")
+    c = t.model.config
+    info['shape'] = f"{c.n_layer} blocks x {c.n_embd} ({c.n_head} heads), {t.n_params / 1e6:.2f}M parameters"
+    t.release()
+    if os.path.isfile(path):
+        info['iters'] = torch.load(path, map_location='cpu', weights_only=False).get('iter_num')
+        evals = read_evals(os.path.dirname(path) or '.')
+        if evals:
+            # its training time can be charged to LET only when its own log says what it was
+            info['train_time'], info['val_loss'] = evals[-1]['train_time'], evals[-1]['val_loss']
+            if info['how'] == 'given':
+                info['how'] = 'given, with its training log'
+    return info
+
+
+# -----------------------------------------------------------------------------
+# report
+
+SPEEDUP_COLUMNS = [  # (header, key of compare()'s result, format, what a missing value means)
+    ('steps to target', 'steps', '{:.0f}', 'not reached'),
+    ('step speedup', 'step_speedup', '{:.2f}x', 'not reached'),
+    ('train time to target (s)', 'time', '{:.1f}', 'not reached'),
+    ('wall-clock speedup', 'time_speedup', '{:.2f}x', 'not reached'),
+    ('wall-clock incl. teacher training', 'time_speedup_with_teacher', '{:.2f}x', 'not reached'),
+    ('final val loss', 'final_val', '{:.4f}', 'n/a'),
+]
+GAP_COLUMNS = [(f'val gap @{f:.0%}', f'gap_{f:g}', '{:+.4f}', 'n/a') for f in FRACTIONS] + [
+    ('step time before S_stop', 'teacher_step_ratio', '{:.2f}x', 'n/a'),
+    ('step time after S_stop', 'plain_step_ratio', '{:.2f}x', 'n/a'),
+]
+
+
+def fmt_stat(values, fmt, missing):
+    """One seed: the value. Several: mean ± std [min..max], and in how many seeds it is missing."""
+    s = aggregate(values)
+    if s['mean'] is None:
+        return missing
+    text = fmt.format(s['mean'])
+    if s['n'] > 1 and s['max'] > s['min']:
+        num = fmt.rstrip('x')  # the spread without the unit
+        text += f" ± {num.replace('+', '').format(s['std'])} [{num.format(s['min'])}..{num.format(s['max'])}]"
+    if s['missing']:
+        text += f" ({missing} in {s['missing']}/{s['n']} seeds)"
+    return text
+
+
+def table(header, rows):
+    """A markdown table padded into aligned columns, so the same text reads well in a terminal."""
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    line = lambda cells: '| ' + ' | '.join(str(c).ljust(w) for c, w in zip(cells, widths)) + ' |'
+    return '\n'.join([line(header), '|' + '|'.join('-' * (w + 2) for w in widths) + '|'] + [line(r) for r in rows])
+
+
+def speedup_table(results, charged):
+    """results: {variant: [compare() of each seed]}. One row per variant, after the baseline's own."""
+    columns = [c for c in SPEEDUP_COLUMNS if charged or c[1] != 'time_speedup_with_teacher']
+    first = next(iter(results.values()))
+    base = {'steps': [r['base_steps'] for r in first], 'step_speedup': [1.0] * len(first),
+            'time': [r['base_time'] for r in first], 'time_speedup': [1.0] * len(first),
+            'time_speedup_with_teacher': [None] * len(first), 'final_val': [r['base_final'] for r in first]}
+    rows = [['baseline'] + [fmt_stat(base[key], fmt, 'n/a' if key == 'time_speedup_with_teacher' else missing)
+                            for _, key, fmt, missing in columns]]
+    for name, per_seed in results.items():
+        rows.append([name] + [fmt_stat([r[key] for r in per_seed], fmt, missing) for _, key, fmt, missing in columns])
+    return table(['run'] + [c[0] for c in columns], rows)
+
+
+def gap_table(results):
+    """Val-loss gap to the baseline along training, and the teacher's cost in step time, one row per variant."""
+    rows = [[name] + [fmt_stat([r[key] for r in per_seed], fmt, missing) for _, key, fmt, missing in GAP_COLUMNS]
+            for name, per_seed in results.items()]
+    return table(['variant vs baseline'] + [c[0] for c in GAP_COLUMNS], rows)
+
+
+def seed_table(results, seeds):
+    header = ['variant', 'seed', 'target', 'steps (baseline)', 'steps', 'step speedup', 'time (baseline)', 'time',
+              'wall-clock speedup', 'final gap']
+    f = lambda v, fmt, missing='not reached': missing if v is None else fmt.format(v)
+    rows = [[name, seed, f(r['target'], '{:.4f}'), f(r['base_steps'], '{:.0f}'), f(r['steps'], '{:.0f}'),
+             f(r['step_speedup'], '{:.2f}x'), f(r['base_time'], '{:.1f}s'), f(r['time'], '{:.1f}s'),
+             f(r['time_speedup'], '{:.2f}x'), f(r['final_gap'], '{:+.4f}')]
+            for name, per_seed in results.items() for seed, r in zip(seeds, per_seed)]
+    return table(header, rows)
+
+
+def headline(name, per_seed):
+    """One sentence per variant: what a reader wants to know first."""
+    steps = aggregate([r['steps'] for r in per_seed])
+    n = steps['n']
+    if steps['missing'] == n:
+        gap = aggregate([r['final_gap'] for r in per_seed])['mean']
+        return (f"{name}: does not reach the baseline's final val loss; it ends {gap:+.4f} from it"
+                f"{' (mean over seeds)' if n > 1 else ''}")
+    mean = lambda key: aggregate([r[key] for r in per_seed])['mean']
+    text = (f"{name}: reaches the baseline's final val loss in {steps['mean']:.0f} steps instead of "
+            f"{mean('base_steps'):.0f}{' (means over the seeds that reach it)' if n > 1 else ''}: step speedup "
+            f"{mean('step_speedup'):.2f}x, wall-clock speedup {mean('time_speedup'):.2f}x")
+    if mean('time_speedup_with_teacher') is not None:
+        text += f" ({mean('time_speedup_with_teacher'):.2f}x counting the teacher's own training)"
+    if steps['missing']:
+        text += f"; not reached in {steps['missing']} of {n} seeds"
+    return text
+
+
+def plot_curves(runs, x_key, path, title, targets, s_stops):
+    """Val loss vs x_key ('iter' or 'train_time'): each run's mean over seeds, with a min-max band.
+    runs: {name: [eval records of each seed]}; the y-axis is zoomed to where the runs differ."""
+    import matplotlib
+    matplotlib.use('Agg')  # no display needed
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(8, 5))
+    tops, bottoms = [], []
+    for i, (name, per_seed) in enumerate(runs.items()):
+        steps = [r['iter'] for r in per_seed[0]]
+        losses = [[interp_at([(r['iter'], r['val_loss']) for r in s], x) for x in steps] for s in per_seed]
+        xs_all = [[interp_at([(r['iter'], r[x_key]) for r in s], x) for x in steps] for s in per_seed]
+        keep = [j for j in range(len(steps)) if all(l[j] is not None for l in losses + xs_all)]
+        mean = [sum(l[j] for l in losses) / len(losses) for j in keep]
+        lo, hi = [min(l[j] for l in losses) for j in keep], [max(l[j] for l in losses) for j in keep]
+        xs = [sum(x[j] for x in xs_all) / len(xs_all) for j in keep]  # x of a time plot: mean over seeds
+        color = f'C{i}'
+        ax.plot(xs, mean, color=color, label=name + (f' ({len(per_seed)} seeds)' if len(per_seed) > 1 else ''))
+        if len(per_seed) > 1:
+            ax.fill_between(xs, lo, hi, color=color, alpha=0.2, linewidth=0)
+        if x_key == 'iter' and s_stops.get(name):
+            ax.axvline(s_stops[name], color=color, linestyle=':', linewidth=1)  # S_stop: alignment ends here
+        tenth = interp_at(list(zip([steps[j] for j in keep], mean)), 0.1 * steps[-1])
+        tops.append(tenth if tenth is not None else mean[0])
+        bottoms.append(min(lo))
+    ax.axhline(sum(targets) / len(targets), color='gray', linestyle='--', linewidth=1, label="baseline's final val loss")
+    top, bottom = max(tops), min(bottoms)
+    margin = 0.05 * (top - bottom) if top > bottom else 0.05
+    ax.set_ylim(bottom - margin, top + margin)  # from the loss at ~10% of training down to the best one
+    ax.set_xlabel('training steps' if x_key == 'iter' else 'training time, s (train_time: teacher forward included)')
+    ax.set_ylabel('validation loss')
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def student_params(run_cfg):
+    """Parameter count of the student, built on the meta device: no memory, no time."""
+    meta = train.check_dataset(train.resolve_data_dir(run_cfg.dataset))
+    with torch.device('meta'):
+        model = train.GPT(train.model_config(run_cfg, train.padded_vocab(meta['vocab_size'])))
+    return model.get_num_params()
+
+
+def machine(device_setting):
+    """What the timings were measured on: CPU model and count, torch, and the device the runs used."""
+    cpu = platform.processor() or platform.machine()
+    if os.path.isfile('/proc/cpuinfo'):  # Linux: platform.processor() is often empty there
+        with open('/proc/cpuinfo') as f:
+            cpu = next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')), cpu)
+    device = device_setting
+    if device == 'auto':
+        device = 'cuda' if torch.cuda.is_available() else ('mps' if torch.backends.mps.is_available() else 'cpu')
+    if device.startswith('cuda'):
+        device += f" ({torch.cuda.get_device_name(torch.device(device))})"
+    return (f"{platform.system()} {platform.release()}, {cpu}, {os.cpu_count()} CPUs (torch threads "
+            f"{torch.get_num_threads()}), torch {torch.__version__}, device {device}")
+
+
+def let_settings(run_cfg):
+    if not run_cfg.teacher or run_cfg.let_lambda == 0:
+        return 'no teacher (plain training)'
+    return (f"teacher {run_cfg.teacher}, lambda0 {run_cfg.let_lambda:g}, S_stop {run_cfg.let_stop}, "
+            f"student block(s) k={list(run_cfg.let_layers)} (from 0), projector {run_cfg.let_proj}, "
+            f"loss {run_cfg.let_loss}")
+
+
+def write_report(cfg, command, configs, results, teacher, hows, total_time):
+    """Console table, report.md and the two plots in speedup_dir."""
+    seeds = list(cfg.seeds)
+    base_cfg = configs[(seeds[0], 'baseline')]
+    charged = teacher['train_time'] is not None
+    runs = {'baseline': [hows[(s, 'baseline')][0] for s in seeds]}
+    runs.update({name: [hows[(s, name)][0] for s in seeds] for name in cfg.variants})
+    targets = [r['target'] for r in next(iter(results.values()))]
+    s_stops = {name: configs[(seeds[0], name)].let_stop for name in cfg.variants
+               if configs[(seeds[0], name)].teacher and configs[(seeds[0], name)].let_lambda > 0}
+    plot_curves(runs, 'iter', os.path.join(cfg.speedup_dir, 'val_loss_vs_steps.png'),
+                'validation loss vs steps (dotted: S_stop)', targets, s_stops)
+    plot_curves(runs, 'train_time', os.path.join(cfg.speedup_dir, 'val_loss_vs_time.png'),
+                'validation loss vs training time', targets, s_stops)
+
+    summary = speedup_table(results, charged) + '\n\n' + gap_table(results)
+    lines = [headline(name, per_seed) for name, per_seed in results.items()]
+    print('\n' + summary + '\n\n' + '\n'.join(lines))
+
+    tokens_per_iter = base_cfg.batch_size * base_cfg.gradient_accumulation_steps * base_cfg.block_size
+    arch = (f"{base_cfg.n_layer} blocks x {base_cfg.n_embd} ({base_cfg.n_head} heads), {base_cfg.norm}, "
+            f"{base_cfg.mlp}, {base_cfg.pos} positions, bias {base_cfg.bias}")
+    if teacher['how'].startswith('trained here'):
+        teacher_line = (f"`{teacher['spec']}`, {teacher['how']}: {teacher['shape']}, {teacher['iters']} steps, "
+                        f"training time {teacher['train_time']:.1f} s, final val loss {teacher['val_loss']:.4f}")
+    else:
+        teacher_line = f"`{teacher['spec']}`, {teacher['how']}" + (f": {teacher['shape']}" if teacher['shape'] else '')
+        if charged:
+            teacher_line += (f", training time {teacher['train_time']:.1f} s (from its log), "
+                             f"final val loss {teacher['val_loss']:.4f}")
+    reused = [f"seed{s}/{n}" for (s, n), (_, how) in hows.items() if how != 'trained']
+    md = [
+        '# LET speedup report', '',
+        f"Made by `{command}` on {time.strftime('%Y-%m-%d %H:%M')} in {total_time / 60:.1f} min.", '',
+        f"Machine: {machine(base_cfg.device)}, dtype setting `{base_cfg.dtype}`.", '',
+        '## Settings', '',
+        f"- data: `{base_cfg.dataset}`, {tokens_per_iter:,} tokens per step ({base_cfg.batch_size} x "
+        f"{base_cfg.gradient_accumulation_steps} x {base_cfg.block_size}), {base_cfg.max_iters} steps = "
+        f"{tokens_per_iter * base_cfg.max_iters:,} tokens per run; evaluation every {base_cfg.eval_interval} steps "
+        f"on {base_cfg.eval_iters} batches",
+        f"- student: {arch}, {student_params(base_cfg) / 1e6:.2f}M parameters; lr {base_cfg.learning_rate:g} "
+        f"(warmup {base_cfg.warmup_iters}, cosine to {base_cfg.min_lr:g} at {base_cfg.lr_decay_iters})",
+        f"- teacher: {teacher_line}",
+        f"- seeds: {', '.join(map(str, seeds))} (each: data order and student init; the same for every run)",
+        '- runs:',
+    ]
+    md += [f"  - baseline: {let_settings(base_cfg)}"]
+    md += [f"  - {name}: {let_settings(configs[(seeds[0], name)])} (overrides `{overrides}`)"
+           for name, overrides in cfg.variants.items()]
+    if reused:
+        md += [f"- reused from an earlier invocation (same settings): {', '.join(reused)}"]
+    md += ['', '## Results', '', *[f"- {line}" for line in lines], '', summary, '',
+           "Target: the baseline's final val loss, per seed. Steps and times at the target are the first crossing, "
+           "linearly interpolated between the two evaluations around it. Wall-clock uses train_time (training steps "
+           "only, the teacher's forward included, evaluation excluded)"
+           + ("; 'incl. teacher training' also charges the teacher's own training time to each variant, as if it "
+              "were trained for this one student" if charged else '') + ". Val gap: variant minus baseline val loss "
+           "at that fraction of training (negative: the variant is ahead)."
+           + " Step time: the variant's mean seconds per step relative to the baseline's over the same steps, "
+           "before S_stop (the teacher's forward and the alignment: the paper reports about 8% lower throughput) "
+           "and after it (identical work: far from 1.00x means the machine's load changed during the runs, and "
+           "wall-clock numbers should not be trusted)."
+           + (" Several seeds: mean ± sample std [min..max]." if len(seeds) > 1 else ''), '']
+    if len(seeds) > 1 or any(r['steps'] is None for per_seed in results.values() for r in per_seed):
+        md += ['Per seed:', '', seed_table(results, seeds), '']
+    md += ['![val loss vs steps](val_loss_vs_steps.png)', '', '![val loss vs training time](val_loss_vs_time.png)', '']
+    path = os.path.join(cfg.speedup_dir, 'report.md')
+    with open(path, 'w') as f:
+        f.write('\n'.join(md))
+    print(f"\nreport: {path}")
+    return path
+
+
+# -----------------------------------------------------------------------------
+
+def quote(arg):
+    """A shell word that reads well: --variants="{'let': {}}" rather than shlex's '"'"' escapes."""
+    if shlex.quote(arg) == arg or any(c in arg for c in '"$`\\!'):
+        return shlex.quote(arg)
+    return f'"{arg}"'
+
+
+def main(args=None, overrides=None):
+    """Runs the whole check; returns {variant: [compare() result per seed]}. args: as on the command line;
+    overrides: a dict applied last (for tests)."""
+    t_start = time.time()
+    args = sys.argv[1:] if args is None else list(args)
+    command = 'python speedup.py ' + ' '.join(map(quote, args + [
+        f'--{k}={v if isinstance(v, str) else repr(v)}' for k, v in (overrides or {}).items()]))
+    cfg = load_config(SpeedupConfig, args, overrides)
+
+    # every setting of every run is checked before any compute is spent
+    if not cfg.teacher:
+        raise ConfigError("speedup.py compares LET against plain training: set teacher (e.g. "
+                          "python speedup.py config/speedup_shakespeare.py)")
+    if not cfg.variants or not cfg.seeds:
+        raise ConfigError("variants and seeds must not be empty")
+    for name, overrides in cfg.variants.items():
+        if not isinstance(overrides, dict) or not isinstance(name, str) or name == 'baseline' or \
+                not name.replace('-', '').replace('_', '').replace('.', '').isalnum():
+            raise ConfigError(f"variants: {name!r}: {overrides!r} must be a name (letters, digits, - _ .; not "
+                              f"'baseline') and a dict of TrainConfig overrides")
+    configs = {}
+    for seed in cfg.seeds:
+        configs[(seed, 'baseline')] = run_config(cfg, seed, 'baseline', {'teacher': ''})
+        for name, overrides in cfg.variants.items():
+            configs[(seed, name)] = run_config(cfg, seed, name, overrides)
+    if trains_teacher(cfg):
+        teacher_config(cfg)
+    for (_, name), run_cfg in configs.items():
+        if run_cfg.teacher not in ('', cfg.teacher) and run_cfg.teacher.endswith('.pt') and \
+                not os.path.isfile(run_cfg.teacher):
+            raise ConfigError(f"variant {name!r}: teacher {run_cfg.teacher} does not exist (only the shared "
+                              f"`teacher` is trained by teacher_train)")
+
+    ensure_dataset(cfg.dataset)
+    os.makedirs(cfg.speedup_dir, exist_ok=True)
+    teacher = prepare_teacher(cfg)
+
+    hows = {}
+    for i, ((seed, name), run_cfg) in enumerate(configs.items()):
+        print(f"\n=== run {i + 1}/{len(configs)}: seed {seed}, {name} -> {run_cfg.out_dir}")
+        hows[(seed, name)] = run(run_cfg, fresh=cfg.fresh)
+
+    def s_stop(run_cfg):
+        return run_cfg.let_stop if run_cfg.teacher and run_cfg.let_lambda > 0 else None
+
+    results = {name: [compare(hows[(seed, 'baseline')][0], hows[(seed, name)][0], teacher['train_time'],
+                              s_stop(configs[(seed, name)])) for seed in cfg.seeds]
+               for name in cfg.variants}
+    write_report(cfg, command, configs, results, teacher, hows, time.time() - t_start)
+    return results
+
+
+if __name__ == '__main__':
+    try:
+        main()
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

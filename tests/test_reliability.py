@@ -1,0 +1,194 @@
+"""Reliability: crashes, non-finite numbers and bad input never cost a checkpoint or a silent garbage run."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import train
+from configurator import ConfigError
+from conftest import REPO, TINY, read_log
+from test_let import LET, teacher_ckpt  # noqa: F401 (fixture)
+from test_train import copy_dataset, params
+
+
+def cli(cfg):
+    return [sys.executable, os.path.join(REPO, 'train.py')] + [f'--{k}={v}' for k, v in cfg.items()]
+
+
+# ------------------------------------------------------------------ crashes
+
+def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_losses(shakespeare_byte, tmp_path):
+    """The training process is killed (SIGKILL) several times at random moments, among them checkpoint writes
+    (one every 2 steps); each time the last complete checkpoint loads, and re-running the same command finishes
+    the run with exactly the losses of a run that was never interrupted."""
+    cfg = dict(TINY, dataset=shakespeare_byte, max_iters=60, eval_interval=2, eval_iters=1, lr_decay_iters=60,
+               dropout=0.1, init_from='auto')
+    env = dict(os.environ, OMP_NUM_THREADS='1')  # the same thread count for all runs: the same float sums
+    subprocess.run(cli(dict(cfg, out_dir=tmp_path / 'whole')), capture_output=True, env=env, check=True)
+    expected = [r['lm_loss'] for r in read_log(tmp_path / 'whole', 'train')]
+
+    out = tmp_path / 'killed'
+    cmd = cli(dict(cfg, out_dir=out))
+    rng = random.Random(0)
+    kills = 0
+    for _ in range(5):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        # wait until this process is training (a new line in the log), then kill it a random moment later
+        start_lines = len(open(out / 'log.jsonl').readlines()) if (out / 'log.jsonl').exists() else 0
+        deadline = time.time() + 60
+        while proc.poll() is None and time.time() < deadline:
+            if (out / 'log.jsonl').exists() and len(open(out / 'log.jsonl').readlines()) > start_lines + 1:
+                break
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.3))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        if (out / 'ckpt.pt').exists():
+            ckpt = train.load_checkpoint(str(out / 'ckpt.pt'))  # complete, whatever the moment of the kill
+            assert ckpt['iter_num'] % 2 == 0
+    assert kills >= 3, "the run finished before it could be killed: make it longer"
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)  # the same command, once more
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = read_log(out, 'train')
+    assert [r['iter'] for r in got] == list(range(1, 61))
+    assert [r['lm_loss'] for r in got] == expected
+
+
+WRITER = """
+import sys, torch
+sys.path.insert(0, {repo!r})
+from train import save_checkpoint
+i = 0
+while True:  # rewrite the checkpoint forever, each version self-consistent, until killed
+    i += 1
+    save_checkpoint({path!r}, {{'format': 'let-ckpt-v1', 'iter_num': i, 'weights': torch.full((8_000_000,), float(i))}})
+"""
+
+
+def test_a_kill_during_a_checkpoint_write_leaves_the_previous_checkpoint_whole(tmp_path):
+    path = str(tmp_path / 'ckpt.pt')
+    rng = random.Random(1)
+    killed_mid_write = 0
+    for _ in range(5):
+        proc = subprocess.Popen([sys.executable, '-c', WRITER.format(repo=REPO, path=path)])
+        while not os.path.exists(path) and proc.poll() is None:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.05, 0.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        killed_mid_write += os.path.exists(path + '.tmp')  # the half-written next version
+        ckpt = train.load_checkpoint(path)
+        assert torch.all(ckpt['weights'] == ckpt['iter_num'])  # never a mix of two versions, never truncated
+        if os.path.exists(path + '.tmp'):
+            os.remove(path + '.tmp')
+    assert killed_mid_write >= 1  # the writer spends most of its time writing: some kills land mid-write
+
+
+# ------------------------------------------------------------------ non-finite numbers
+
+def test_a_non_finite_gradient_never_reaches_the_weights_or_the_optimizer():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 4)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler('cpu', enabled=False)
+    before = params(model)
+    model(torch.randn(2, 4)).sum().backward()
+    model.weight.grad[0, 0] = float('nan')
+    stepped, norm = train.optimizer_step(optimizer, scaler, 1.0, torch.tensor(1.0), ddp=False)
+    assert not stepped and not torch.isfinite(norm)
+    assert all(torch.equal(before[k], v) for k, v in params(model).items()) and not optimizer.state
+    assert all(p.grad is None for p in model.parameters())
+    # a finite step then goes through as usual
+    loss = model(torch.randn(2, 4)).sum()
+    loss.backward()
+    stepped, _ = train.optimizer_step(optimizer, scaler, 1.0, loss.detach(), ddp=False)
+    assert stepped and not torch.equal(before['weight'], model.weight)
+    # an infinite loss alone is enough to skip
+    model(torch.randn(2, 4)).sum().backward()
+    assert not train.optimizer_step(optimizer, scaler, 1.0, torch.tensor(float('inf')), ddp=False)[0]
+
+
+def test_a_run_of_non_finite_steps_stops_training_and_keeps_the_last_good_checkpoint(tiny_run, tmp_path):
+    tiny_run('run', max_iters=4)
+    good = (tmp_path / 'run' / 'ckpt.pt').read_bytes()
+    # an absurd learning rate sends the weights to 1e30 in one step; every later loss overflows
+    with pytest.raises(RuntimeError, match='3 non-finite steps in a row.*checkpoint .* is intact'):
+        tiny_run('run', init_from='auto', max_iters=20, learning_rate=1e30, min_lr=1e30, warmup_iters=0,
+                 max_nonfinite_steps=3)
+    assert (tmp_path / 'run' / 'ckpt.pt').read_bytes() == good
+    logs = read_log(tmp_path / 'run', 'train')
+    assert logs[-1]['skipped'] == 2  # logged before the third, fatal one
+
+
+def test_under_ddp_every_rank_takes_the_same_decision_and_none_hangs(shakespeare_byte, tmp_path):
+    cfg = dict(TINY, dataset=shakespeare_byte, out_dir=tmp_path / 'ddp', learning_rate=1e30, min_lr=1e30,
+               warmup_iters=0, max_nonfinite_steps=2, max_iters=20, gradient_accumulation_steps=2)
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2'] + cli(cfg)[1:]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180,
+                          env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert done.returncode != 0
+    assert done.stderr.count('2 non-finite steps in a row at iteration 2') == 2  # both ranks, same step
+
+
+# ------------------------------------------------------------------ bad input, one clear error before compute
+
+def test_out_dir_that_cannot_be_written_is_an_error(tiny_run, tmp_path):
+    (tmp_path / 'a_file').write_text('')
+    with pytest.raises(ConfigError, match='not writable'):
+        tiny_run('a_file/out')
+
+
+def test_data_written_as_another_dtype_is_an_error(shakespeare_byte, tmp_path):
+    data = copy_dataset(shakespeare_byte, tmp_path / 'data')
+    tokens = np.fromfile(data / 'train.bin', dtype=np.uint16)
+    tokens.astype(np.uint32).tofile(data / 'train.bin')  # twice the bytes meta.json promises
+    with pytest.raises(ConfigError, match='holds 200000 tokens but meta.json says 100000'):
+        train.main([], dict(TINY, dataset=str(data), out_dir=str(tmp_path / 'o')))
+
+
+def test_metadata_that_disagrees_with_the_data_is_an_error(shakespeare_byte, tmp_path):
+    data = copy_dataset(shakespeare_byte, tmp_path / 'data')
+    meta = json.loads((data / 'meta.json').read_text())
+    meta['vocab_size'] = 100  # bytes go up to 255
+    (data / 'meta.json').write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match='outside the vocabulary of 100 in meta.json'):
+        train.main([], dict(TINY, dataset=str(data), out_dir=str(tmp_path / 'o')))
+
+
+def test_impossible_model_shapes_are_an_error(tiny_run):
+    with pytest.raises(ConfigError, match='n_embd=30 is not divisible by n_head=4'):
+        tiny_run(n_embd=30, n_head=4)
+
+
+def test_block_size_beyond_the_checkpoint_positions_is_an_error(tiny_run):
+    tiny_run('run', max_iters=2)
+    with pytest.raises(ConfigError, match=r"another shape.*'block_size': \(32, 64\)"):
+        tiny_run('run', init_from='auto', block_size=64, max_iters=4)
+
+
+def test_a_teacher_that_cannot_read_block_size_tokens_is_an_error(tiny_run, teacher_ckpt):  # noqa: F811
+    with pytest.raises(ConfigError, match='reads at most 32 tokens, fewer than block_size=64'):
+        tiny_run(teacher=teacher_ckpt, block_size=64, **LET)
+
+
+def test_resuming_after_the_teacher_changed_width_is_an_error(tiny_run, teacher_ckpt, shakespeare_byte,  # noqa: F811
+                                                             tmp_path):
+    """The teacher file was replaced by a model of another width: the saved projector no longer fits it."""
+    spec = tmp_path / 'teacher.pt'
+    spec.write_bytes(open(teacher_ckpt, 'rb').read())
+    tiny_run('let', teacher=str(spec), **dict(LET, let_stop=6), max_iters=2)
+    other = tmp_path / 'other_teacher'
+    train.main([], dict(TINY, n_embd=16, max_iters=1, dataset=shakespeare_byte, out_dir=str(other)))
+    spec.write_bytes((other / 'ckpt.pt').read_bytes())
+    with pytest.raises(ConfigError, match='16 wide, but the projector .* 48-wide teacher'):
+        tiny_run('let', init_from='auto', teacher=str(spec), **dict(LET, let_stop=6), max_iters=4)

@@ -1,0 +1,166 @@
+"""speedup.py: the report's arithmetic on curves whose answers are known, and the whole check end to end."""
+
+import pytest
+import torch
+
+import speedup
+from configurator import ConfigError
+from conftest import TINY
+from speedup import aggregate, compare, fmt_stat, interp_at, steps_to_reach
+
+
+def evals(points):
+    """Eval records from (iter, val_loss, train_time) triples."""
+    return [{'iter': i, 'val_loss': v, 'train_time': t} for i, v, t in points]
+
+
+# ------------------------------------------------------------------ arithmetic
+
+def test_the_crossing_is_interpolated_between_the_two_evaluations_around_it():
+    curve = [(0, 5.0), (10, 3.0), (20, 2.0)]
+    assert steps_to_reach(curve, 2.5) == pytest.approx(15)   # halfway from 3.0 at step 10 to 2.0 at step 20
+    assert steps_to_reach(curve, 3.0) == 10                  # on an evaluation
+    assert steps_to_reach(curve, 1.9) is None
+    # the first crossing counts, even if the curve goes back up afterwards
+    assert steps_to_reach([(0, 5.0), (10, 2.0), (20, 3.0), (30, 1.0)], 2.5) == pytest.approx(50 / 6)
+    assert interp_at(curve, 5) == pytest.approx(4.0)
+    assert interp_at(curve, 25) is None
+
+
+def test_speedup_in_steps_and_in_time_with_and_without_the_teachers_training():
+    baseline = evals([(0, 5.0, 0.0), (10, 3.0, 1.0), (20, 2.2, 2.0), (30, 2.0, 3.0)])
+    # ahead, but its steps cost 1.5x while the teacher runs (to S_stop = 10), then the same as the baseline's
+    variant = evals([(0, 5.0, 0.0), (10, 2.5, 1.5), (20, 1.5, 2.5), (30, 1.4, 3.5)])
+    r = compare(baseline, variant, teacher_time=1.0, s_stop=10)
+    assert r['target'] == 2.0 and r['base_steps'] == 30 and r['base_time'] == 3.0
+    assert r['steps'] == pytest.approx(15)            # 2.0 is halfway from 2.5 (step 10) to 1.5 (step 20)
+    assert r['step_speedup'] == pytest.approx(2.0)
+    assert r['time'] == pytest.approx(2.0)            # train_time interpolated at step 15
+    assert r['time_speedup'] == pytest.approx(1.5)    # half the steps, but the first ones were dearer
+    assert r['time_speedup_with_teacher'] == pytest.approx(1.0)  # 3.0 / (2.0 + 1.0)
+    assert r['teacher_step_ratio'] == pytest.approx(1.5)
+    assert r['plain_step_ratio'] == pytest.approx(1.0)  # from the first evaluation after S_stop (20) to the end
+    assert r['final_gap'] == pytest.approx(-0.6)
+
+
+def test_a_variant_that_never_reaches_the_target_gets_no_speedup_only_its_gap():
+    baseline = evals([(0, 5.0, 0.0), (10, 3.0, 1.0), (20, 2.0, 2.0)])
+    variant = evals([(0, 5.0, 0.0), (10, 3.5, 1.0), (20, 2.4, 2.0)])
+    r = compare(baseline, variant, teacher_time=1.0)
+    assert r['steps'] is None and r['time'] is None
+    assert r['step_speedup'] is None and r['time_speedup'] is None and r['time_speedup_with_teacher'] is None
+    assert r['final_gap'] == pytest.approx(0.4)
+    table = speedup.speedup_table({'let': [r]}, charged=True)
+    assert table.splitlines()[3].count('not reached') == 5  # steps, time and the three speedups
+    assert 'does not reach' in speedup.headline('let', [r])
+
+
+def test_the_gap_is_read_at_fractions_of_the_baselines_steps():
+    baseline = evals([(0, 4.0, 0), (40, 2.0, 4)])
+    variant = evals([(0, 4.0, 0), (20, 2.5, 2), (40, 1.8, 4)])
+    r = compare(baseline, variant)
+    # baseline at 10, 20, 30, 40: 3.5, 3.0, 2.5, 2.0; variant: 3.25, 2.5, 2.15, 1.8
+    assert [r[f'gap_{f:g}'] for f in speedup.FRACTIONS] == pytest.approx([-0.25, -0.5, -0.35, -0.2])
+
+
+def test_seeds_aggregate_to_mean_sample_std_and_range_counting_those_that_miss():
+    s = aggregate([1.0, 2.0, 3.0])
+    assert (s['mean'], s['std'], s['min'], s['max'], s['missing']) == (2.0, 1.0, 1.0, 3.0, 0)
+    s = aggregate([1.5, None])
+    assert (s['mean'], s['std'], s['n'], s['missing']) == (1.5, 0.0, 2, 1)
+    assert aggregate([None, None])['mean'] is None
+    assert fmt_stat([1.0, 2.0, 3.0], '{:.2f}x', 'not reached') == '2.00x ± 1.00 [1.00..3.00]'
+    assert fmt_stat([1.5, None], '{:.2f}x', 'not reached') == '1.50x (not reached in 1/2 seeds)'
+    assert fmt_stat([None], '{:.2f}x', 'not reached') == 'not reached'
+
+
+# ------------------------------------------------------------------ configuration errors, before any compute
+
+def tiny_speedup(tmp_path, data, **overrides):
+    cfg = dict(TINY, dataset=data, init_from='auto', max_iters=16, lr_decay_iters=16, eval_interval=4,
+               log_interval=100, teacher=str(tmp_path / 'teacher' / 'ckpt.pt'),
+               teacher_train=dict(n_layer=1, n_embd=32, max_iters=30, lr_decay_iters=30, eval_interval=30),
+               variants={'let': dict(let_proj='linear', let_lambda=1.0, let_stop=8),
+                         'let-interp': dict(let_proj='interp', let_lambda=1.0, let_stop=8)},
+               seeds=(1, 2), speedup_dir=str(tmp_path / 'speedup'))
+    cfg.update(overrides)
+    return cfg
+
+
+def test_a_bad_variant_is_an_error_before_anything_is_trained(shakespeare_byte, tmp_path):
+    with pytest.raises(ConfigError, match=r"variant 'let'.*unknown setting 'let_lamda'.*'let_lambda'"):
+        speedup.main([], tiny_speedup(tmp_path, shakespeare_byte, variants={'let': {'let_lamda': 1.0}}))
+    with pytest.raises(ConfigError, match=r"variant 'let' sets \['batch_size'\]"):
+        speedup.main([], tiny_speedup(tmp_path, shakespeare_byte, variants={'let': {'batch_size': 8}}))
+    with pytest.raises(ConfigError, match=r"variant 'let'.*let_layers=\(5,\)"):
+        speedup.main([], tiny_speedup(tmp_path, shakespeare_byte, variants={'let': {'let_layers': (5,)}}))
+    with pytest.raises(ConfigError, match="unknown setting 'seed_list'"):
+        speedup.main(['--seed_list=(1, 2)'])
+    assert not (tmp_path / 'teacher').exists() and not (tmp_path / 'speedup').exists()
+
+
+def test_a_missing_dataset_names_its_prepare_script(tmp_path):
+    with pytest.raises(ConfigError, match='data/nosuch/prepare.py'):
+        speedup.main([], tiny_speedup(tmp_path, 'nosuch/byte'))
+
+
+# ------------------------------------------------------------------ end to end
+
+@pytest.fixture
+def one_thread():
+    """Tiny models train several times faster on one thread when the cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_the_whole_check_trains_teacher_and_runs_then_reports_and_reuses_them(shakespeare_byte, tmp_path, one_thread):
+    cfg = tiny_speedup(tmp_path, shakespeare_byte)
+    results = speedup.main([], cfg)
+    out = tmp_path / 'speedup'
+    assert (tmp_path / 'teacher' / 'ckpt.pt').exists()  # trained first, where `teacher` points
+    for seed in (1, 2):
+        for run in ('baseline', 'let', 'let-interp'):
+            assert (out / f'seed{seed}' / run / 'log.jsonl').exists()
+    for png in ('val_loss_vs_steps.png', 'val_loss_vs_time.png'):
+        assert (out / png).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    report = (out / 'report.md').read_text()
+    assert '](val_loss_vs_steps.png)' in report and '](val_loss_vs_time.png)' in report
+    rows = [line for line in report.splitlines() if line.startswith('| ')]
+    for name in ('let', 'let-interp'):
+        assert sum(row.startswith(f'| {name} ') for row in rows) == 4  # speedup and gap tables, a row per seed
+    assert 'python speedup.py' in report and 'torch ' + torch.__version__ in report
+    assert 'trained here' in report
+    assert set(results) == {'let', 'let-interp'} and all(len(r) == 2 for r in results.values())
+
+    # the same command again: every run is finished with the same settings, so nothing trains and nothing changes
+    mtimes = {p: p.stat().st_mtime for p in out.glob('seed*/*/ckpt.pt')}
+    again = speedup.main([], cfg)
+    assert {p: p.stat().st_mtime for p in out.glob('seed*/*/ckpt.pt')} == mtimes
+    assert again == results
+    assert 'reused from an earlier invocation' in (out / 'report.md').read_text()
+
+
+def test_a_run_folder_is_reused_resumed_or_started_over_by_its_settings(shakespeare_byte, tmp_path, one_thread):
+    def config(**overrides):
+        settings = dict(TINY, dataset=shakespeare_byte, out_dir=str(tmp_path / 'run'), init_from='auto')
+        return speedup.checked_train_config(dict(settings, **overrides), 'test')
+    cfg = config()
+    assert speedup.run(cfg)[1] == 'trained'
+    assert speedup.run(cfg)[1] == 'reused'
+    assert speedup.run(config(log_interval=3))[1] == 'reused'        # logging does not change the result
+    assert speedup.run(config(learning_rate=1e-3))[1] == 'trained'   # anything else does
+    assert speedup.run(config(learning_rate=1e-3), fresh=True)[1] == 'trained'
+
+    # an interrupted run: stopped at step 4 of 8. It resumes and ends where an uninterrupted run ends
+    whole, _ = speedup.run(config(out_dir=str(tmp_path / 'whole')))
+    cut = config(out_dir=str(tmp_path / 'cut'), max_iters=4)
+    speedup.run(cut)
+    path = tmp_path / 'cut' / 'ckpt.pt'
+    ckpt = torch.load(path, weights_only=False)
+    ckpt['config']['max_iters'] = TINY['max_iters']  # what the checkpoint of an 8-step run holds at step 4
+    torch.save(ckpt, path)
+    resumed, how = speedup.run(config(out_dir=str(tmp_path / 'cut')))
+    assert how == 'resumed'
+    assert [(r['iter'], r['val_loss']) for r in resumed] == [(r['iter'], r['val_loss']) for r in whole]
