@@ -96,7 +96,7 @@ def _load_gguf_llama(path):
         return field.contents()
 
     if meta('general.architecture') != 'llama':
-        raise ValueError(f"{path}: only LLaMA-architecture GGUF files are supported, not {meta('general.architecture')!r}")
+        raise ValueError(f"{path}: architecture {meta('general.architecture')!r}; only LLaMA GGUF files load")
     n_head, n_kv_head = meta('llama.attention.head_count'), meta('llama.attention.head_count_kv')
     weights = {t.name: torch.from_numpy(dequantize(t.data, t.tensor_type).copy()) for t in reader.tensors}
     config = GPTConfig(
@@ -118,15 +118,16 @@ def _load_gguf_llama(path):
           'transformer.ln_f.weight': weights['output_norm.weight'],
           'lm_head.weight': weights.get('output.weight', weights['token_embd.weight'])}
     for i in range(config.n_layer):
-        w = lambda name: weights[f'blk.{i}.{name}.weight']
-        p = f'transformer.h.{i}.'
-        sd[p + 'ln_1.weight'] = w('attn_norm')
-        sd[p + 'ln_2.weight'] = w('ffn_norm')
-        sd[p + 'attn.c_attn.weight'] = torch.cat([unpermute(w('attn_q'), n_head), unpermute(w('attn_k'), n_kv_head),
-                                                  w('attn_v')])  # fused [q; k; v]
-        sd[p + 'attn.c_proj.weight'] = w('attn_output')
-        sd[p + 'mlp.c_fc.weight'] = torch.cat([w('ffn_gate'), w('ffn_up')])  # fused [gate; up]
-        sd[p + 'mlp.c_proj.weight'] = w('ffn_down')
+        g, p = f'blk.{i}.', f'transformer.h.{i}.'  # GGUF's names, model.py's names
+        sd[p + 'ln_1.weight'] = weights[g + 'attn_norm.weight']
+        sd[p + 'ln_2.weight'] = weights[g + 'ffn_norm.weight']
+        sd[p + 'attn.c_attn.weight'] = torch.cat([unpermute(weights[g + 'attn_q.weight'], n_head),
+                                                  unpermute(weights[g + 'attn_k.weight'], n_kv_head),
+                                                  weights[g + 'attn_v.weight']])  # fused [q; k; v]
+        sd[p + 'attn.c_proj.weight'] = weights[g + 'attn_output.weight']
+        sd[p + 'mlp.c_fc.weight'] = torch.cat([weights[g + 'ffn_gate.weight'],
+                                               weights[g + 'ffn_up.weight']])  # fused [gate; up]
+        sd[p + 'mlp.c_proj.weight'] = weights[g + 'ffn_down.weight']
     model = GPT(config)
     model.load_state_dict(sd)
     return model
@@ -218,8 +219,10 @@ def _load_hf_gpt2(folder):
         except ImportError as e:
             raise ImportError(f"{safetensors_file} needs the safetensors package: pip install safetensors") from e
         hf_sd = load_file(safetensors_file)
-    else:
+    elif os.path.isfile(os.path.join(folder, 'pytorch_model.bin')):
         hf_sd = torch.load(os.path.join(folder, 'pytorch_model.bin'), map_location='cpu', weights_only=True)
+    else:
+        raise FileNotFoundError(f"{folder} has config.json but neither model.safetensors nor pytorch_model.bin")
     config = GPTConfig(block_size=hf['n_positions'], vocab_size=hf['vocab_size'], n_layer=hf['n_layer'],
                        n_head=hf['n_head'], n_embd=hf['n_embd'], mlp_hidden=hf.get('n_inner') or 0,
                        norm_eps=hf.get('layer_norm_epsilon', 1e-5),

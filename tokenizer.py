@@ -31,21 +31,29 @@ class Tokenizer:
         self.name, self.vocab_size, self.eot_token = name, vocab_size, eot_token
         self._enc = encoding  # a tiktoken.Encoding, or None for bytes
 
+    def _known(self, ids):
+        # ids past the vocabulary stand for bytes it lacks (SmolLM2, see _smollm2_encoding): dropped, as Hugging
+        # Face does. max() is one C pass, so the common case costs next to nothing.
+        if ids and max(ids) >= self.vocab_size:
+            return [i for i in ids if i < self.vocab_size]
+        return ids
+
     def encode(self, text):
         if self._enc is None:
             return list(text.encode('utf-8'))
-        return self._enc.encode_ordinary(text)
+        return self._known(self._enc.encode_ordinary(text))
 
     def encode_batch(self, texts, num_threads=8):
         if self._enc is None:
             return [list(t.encode('utf-8')) for t in texts]
-        return self._enc.encode_ordinary_batch(texts, num_threads=num_threads)
+        return [self._known(ids) for ids in self._enc.encode_ordinary_batch(texts, num_threads=num_threads)]
 
     def decode(self, ids):
+        ids = ids.tolist() if hasattr(ids, 'tolist') else list(ids)  # a tensor or array of ids works too
         # a cut in the middle of a multi-byte character must not crash sampling or logging
         if self._enc is None:
             return bytes(ids).decode('utf-8', errors='replace')
-        return self._enc.decode(list(ids), errors='replace')
+        return self._enc.decode(ids, errors='replace')
 
     def __repr__(self):
         return f"Tokenizer({self.name!r}, vocab_size={self.vocab_size}, eot_token={self.eot_token})"
@@ -71,7 +79,7 @@ def smollm2_gguf_path():
 def bytes_to_unicode():
     """GPT-2's reversible map from the 256 byte values to printable characters: BPE vocabularies in the GPT-2
     style (SmolLM2's included) spell their tokens in these characters. From openai/gpt-2 src/encoder.py."""
-    bs = list(range(ord('!'), ord('~') + 1)) + list(range(ord('¡'), ord('¬') + 1)) + list(range(ord('®'), ord('ÿ') + 1))
+    bs = list(range(ord('!'), ord('~') + 1)) + list(range(ord('¡'), ord('¬') + 1)) + list(range(ord('®'), 256))
     cs = bs[:]
     n = 0
     for b in range(256):
@@ -114,9 +122,9 @@ def _gpt2_encoding():
 
 
 def read_gguf_metadata(path, keys):
-    """The values of the metadata keys asked for, read straight from a GGUF file's key/value section.
-    gguf.GGUFReader parses every field and tensor header into numpy views first (about 5 s for SmolLM2's
-    vocabulary); this walks the metadata once and decodes only the keys asked for.
+    """The values of the metadata keys asked for, read straight from a (little-endian) GGUF file's key/value
+    section. gguf.GGUFReader turns every field into numpy views first, about 5 s for SmolLM2's 100k-string
+    vocabulary; plain struct does it in a fraction of a second and stops before the tensors.
     Layout: https://github.com/ggml-org/ggml/blob/master/docs/gguf.md"""
     scalar = {0: 'B', 1: 'b', 2: 'H', 3: 'h', 4: 'I', 5: 'i', 6: 'f', 7: '?', 10: 'Q', 11: 'q', 12: 'd'}
     STRING, ARRAY = 8, 9
@@ -126,11 +134,14 @@ def read_gguf_metadata(path, keys):
         raise ValueError(f"{path} is not a GGUF file")
     pos = 4
 
-    def read(fmt, n=1):
+    def read_many(fmt, n):
         nonlocal pos
         values = struct.unpack_from(f'<{n}{fmt}', buf, pos)
         pos += struct.calcsize(f'<{n}{fmt}')
-        return values if n > 1 else values[0]
+        return list(values)
+
+    def read(fmt):
+        return read_many(fmt, 1)[0]
 
     def read_string():
         nonlocal pos
@@ -144,7 +155,7 @@ def read_gguf_metadata(path, keys):
         if vtype == ARRAY:
             item_type, n = read('I'), read('Q')
             if item_type in scalar:
-                return list(read(scalar[item_type], n)) if n != 1 else [read(scalar[item_type])]
+                return read_many(scalar[item_type], n)
             return [read_value(item_type) for _ in range(n)]
         return read(scalar[vtype])
 
@@ -165,14 +176,15 @@ def read_gguf_metadata(path, keys):
 # digits are split off one by one, then GPT-2's regex runs on each piece. One regex does both: GPT-2's, with
 # ' ?\p{N}+' become '\p{N}' (a digit alone, never with a leading space), and '\s+(?=\p{N})' before '\s+(?!\S)'
 # so a whitespace run before a digit is taken whole (the digit split made it the end of its piece).
-SMOLLM2_PAT = (r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++|\p{N}| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?=\p{N})|\s+(?!\S)|\s""")
+SMOLLM2_PAT = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++|\p{N}| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?=\p{N})|\s+(?!\S)|\s"""
 
 
 def _smollm2_encoding():
     meta = read_gguf_metadata(smollm2_gguf_path(), ('tokenizer.ggml.model', 'tokenizer.ggml.tokens',
                                                     'tokenizer.ggml.token_type'))
-    assert meta['tokenizer.ggml.model'] == 'gpt2', "expected a byte-level BPE (GGUF tokenizer model 'gpt2')"
     tokens, token_types = meta['tokenizer.ggml.tokens'], meta['tokenizer.ggml.token_type']
+    assert meta['tokenizer.ggml.model'] == 'gpt2', "expected a byte-level BPE (GGUF tokenizer model 'gpt2')"
+    assert len(tokens) == 49152 and tokens[0] == '<|endoftext|>', "not SmolLM2's vocabulary"
     char_to_byte = {c: b for b, c in bytes_to_unicode().items()}
     ranks, special = {}, {}
     for i, (token, token_type) in enumerate(zip(tokens, token_types)):
@@ -181,17 +193,24 @@ def _smollm2_encoding():
         else:
             # the merges list is in id order (each merge makes the next token), so a token's id is its BPE rank
             ranks[bytes(char_to_byte[c] for c in token)] = i
-    return tiktoken.Encoding(name='smollm2', pat_str=SMOLLM2_PAT, mergeable_ranks=ranks,
-                             special_tokens=special, explicit_n_vocab=len(tokens))
+    # 21 byte values have no token: control characters such as 0x04 and 0x13, bytes UTF-8 never uses, lead bytes
+    # of unassigned planes. Hugging Face drops them silently; tiktoken needs every byte (it panics otherwise), so
+    # they get ids past the vocabulary, which Tokenizer.encode removes. One difference remains: Hugging Face drops
+    # them before merging, so within one run of punctuation '_\x13-' is '_-' there and '_', '-' here.
+    next_id = len(tokens)
+    for b in range(256):
+        if bytes([b]) not in ranks:
+            ranks[bytes([b])] = next_id
+            next_id += 1
+    return tiktoken.Encoding(name='smollm2', pat_str=SMOLLM2_PAT, mergeable_ranks=ranks, special_tokens=special)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=None)  # building 'smollm2' or 'gpt2' takes a fraction of a second: do it once
 def get_tokenizer(name):
     if name == 'byte':
         return Tokenizer('byte', 256, None)
     if name == 'gpt2':
         return Tokenizer('gpt2', 50257, 50256, _gpt2_encoding())
     if name == 'smollm2':
-        enc = _smollm2_encoding()
-        return Tokenizer('smollm2', enc.n_vocab, enc.encode_single_token('<|endoftext|>'), enc)
+        return Tokenizer('smollm2', 49152, 0, _smollm2_encoding())
     raise ValueError(f"unknown tokenizer {name!r}: use one of {TOKENIZERS}")
