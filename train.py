@@ -13,6 +13,7 @@ Re-running the same command after a crash continues from out_dir/ckpt.pt (init_f
 """
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -144,16 +145,16 @@ def resolve_data_dir(dataset):
     return dataset if os.path.isabs(dataset) else os.path.join(REPO_DIR, 'data', dataset)
 
 
-def check_dataset(data_dir, vocab_limit=None):
+def check_dataset(data_dir):
     """Reads meta.json and checks the bins against it; returns meta. Every failure names the fix."""
     meta_path = os.path.join(data_dir, 'meta.json')
-    prepare_hint = f"run the dataset's prepare script (e.g. python data/shakespeare/prepare.py --tokenizer=byte)"
+    prepare_hint = "run the dataset's prepare script (e.g. python data/shakespeare/prepare.py --tokenizer=byte)"
     if not os.path.isfile(meta_path):
         raise ConfigError(f"dataset not found: {meta_path} is missing; {prepare_hint}")
     try:
         with open(meta_path) as f:
             meta = json.load(f)
-        tokenizer, vocab_size = meta['tokenizer'], int(meta['vocab_size'])
+        meta['tokenizer'], vocab_size = str(meta['tokenizer']), int(meta['vocab_size'])
     except (ValueError, KeyError, TypeError) as e:
         raise ConfigError(f"{meta_path} is not valid dataset metadata ({e}); {prepare_hint}") from None
     if meta.get('dtype', 'uint16') != 'uint16':
@@ -180,8 +181,6 @@ def check_dataset(data_dir, vocab_limit=None):
         if top >= vocab_size:
             raise ConfigError(f"{path} holds token id {top}, outside the vocabulary of {vocab_size} in meta.json; "
                               f"the data was made with another tokenizer: {prepare_hint}")
-        if vocab_limit is not None and top >= vocab_limit:
-            raise ConfigError(f"{path} holds token id {top}, outside the model's vocabulary of {vocab_limit}")
         del data
     return meta
 
@@ -553,7 +552,7 @@ def _train(cfg, device, ddp, rank, world_size, master):
     if master and cfg.progress and not cfg.eval_only:
         from tqdm import tqdm
         progress = tqdm(total=cfg.max_iters, initial=iter_num, unit='it', dynamic_ncols=True, file=sys.stdout)
-    write = progress.write if progress else (print if master else (lambda *a, **k: None))
+    write = progress.write if progress else (functools.partial(print, flush=True) if master else (lambda *a, **k: None))
     interval, n_logged = None, 0
 
     while True:
@@ -585,6 +584,8 @@ def _train(cfg, device, ddp, rank, world_size, master):
             teacher_calls_done += teacher.calls
             teacher.release()  # S_stop reached: no more teacher work, its memory goes back (outside the timed step)
             teacher = None
+            if device.type == 'cuda':
+                torch.cuda.reset_peak_memory_stats(device)  # cuda_peak_gb from here on shows the run without it
             flops_teacher = 0
             say(f"step {iter_num}: S_stop reached, teacher released")
 

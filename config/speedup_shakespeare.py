@@ -13,21 +13,21 @@ n_layer = 4
 n_head = 4
 n_embd = 192
 block_size = 128
-batch_size = 32                    # 4,096 tokens per step
-max_iters = 800                    # 3.3M tokens per run: 0.7 epoch of the 4.6M training bytes
-lr_decay_iters = 800               # cosine to min_lr exactly at the end: baseline and LET finish their schedules
-warmup_iters = 50
+batch_size = 16                    # 2,048 tokens per step
+max_iters = 400                    # 0.8M tokens per run: a sixth of an epoch of the 4.6M training bytes
+lr_decay_iters = 400               # cosine to min_lr exactly at the end: baseline and LET finish their schedules
+warmup_iters = 30
 learning_rate = 2e-3
 min_lr = 2e-4
-eval_interval = 50                 # the resolution of "steps to target": the crossing is interpolated between evals
-eval_iters = 20                    # 20 batches = 82k val tokens per evaluation, the same ones every time
+eval_interval = 20                 # the resolution of "steps to target": the crossing is interpolated between evals
+eval_iters = 8                     # 8 batches = 16k val tokens per evaluation, the same ones every time
 
 # the teacher: trained first into out-shakespeare-teacher/ (skipped when its checkpoint exists with these
 # settings); it inherits every setting above except those below
 teacher = 'out-shakespeare-teacher/ckpt.pt'
 teacher_train = dict(
     n_layer=3, n_head=4, n_embd=128,   # narrower and shallower than the student ("late" small model)
-    max_iters=3000, lr_decay_iters=3000,  # trained much longer than the students: "late" in its training
+    max_iters=2000, lr_decay_iters=2000,  # 5x the students' steps: "late" in its training
     eval_interval=500,
 )
 
@@ -37,7 +37,7 @@ variants = {
         let_proj='linear',         # learned projection student width -> teacher width
         let_layers=(1,),           # align the output of the student's second block (k counted from 0)
         let_lambda=1.0,            # lambda0: larger than the paper's 0.1, which is tuned for 1.4B students
-        let_stop=240,              # S_stop: 30% of training; the teacher is released after it
+        let_stop=120,              # S_stop: 30% of training; the teacher is released after it
     ),
 }
 seeds = (1337,)                    # more seeds give mean and spread: --seeds="(1337, 1338, 1339)"

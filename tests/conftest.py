@@ -40,3 +40,14 @@ def tiny_run(shakespeare_byte, tmp_path):
         cfg.update(overrides)
         return train.main([], cfg)
     return run
+
+
+@pytest.fixture(scope='session')
+def teacher_ckpt(shakespeare_byte, tmp_path_factory):
+    """A real teacher: a tiny GPT (2 blocks x 48, wider than TINY's 32) trained 20 steps on byte-level
+    Shakespeare by train.py; its checkpoint path."""
+    import train
+    out = tmp_path_factory.mktemp('teacher')
+    train.main([], dict(TINY, n_embd=48, max_iters=20, eval_interval=20, lr_decay_iters=20, dataset=shakespeare_byte,
+                        out_dir=str(out)))
+    return str(out / 'ckpt.pt')

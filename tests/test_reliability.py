@@ -15,7 +15,7 @@ import torch
 import train
 from configurator import ConfigError
 from conftest import REPO, TINY, read_log
-from test_let import LET, teacher_ckpt  # noqa: F401 (fixture)
+from test_let import LET
 from test_train import copy_dataset, params
 
 
@@ -176,12 +176,12 @@ def test_block_size_beyond_the_checkpoint_positions_is_an_error(tiny_run):
         tiny_run('run', init_from='auto', block_size=64, max_iters=4)
 
 
-def test_a_teacher_that_cannot_read_block_size_tokens_is_an_error(tiny_run, teacher_ckpt):  # noqa: F811
+def test_a_teacher_that_cannot_read_block_size_tokens_is_an_error(tiny_run, teacher_ckpt):
     with pytest.raises(ConfigError, match='reads at most 32 tokens, fewer than block_size=64'):
         tiny_run(teacher=teacher_ckpt, block_size=64, **LET)
 
 
-def test_resuming_after_the_teacher_changed_width_is_an_error(tiny_run, teacher_ckpt, shakespeare_byte,  # noqa: F811
+def test_resuming_after_the_teacher_changed_width_is_an_error(tiny_run, teacher_ckpt, shakespeare_byte,
                                                              tmp_path):
     """The teacher file was replaced by a model of another width: the saved projector no longer fits it."""
     spec = tmp_path / 'teacher.pt'

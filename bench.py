@@ -1,0 +1,297 @@
+"""
+What LET costs: train.py's own training steps timed plain and with the teacher, side by side in one run.
+
+$ python bench.py config/train_shakespeare_byte.py --teacher=out-shakespeare-teacher/ckpt.pt --let_proj=linear
+$ python bench.py config/train_shakespeare_byte.py --teacher=... --steps=30 --warmup=5 --repeats=3 --json=b.json
+
+Arguments are train.py's (config files and --key=value, passed through) plus bench's own:
+  --steps=N     measured steps per run (default 20)
+  --warmup=W    steps dropped before measuring: allocator, caches and compilation warm up (default 5)
+  --repeats=R   runs of each kind, interleaved (plain, LET, plain, LET, ...) so drift hits both alike; the
+                ratios are then also given per repeat, which shows the noise (default 1)
+  --json=PATH   also write every figure to PATH
+
+Each run is a fresh single-process `python train.py ...` (so peak memory starts clean and compilation is
+included), logging every step; the figures are medians of the logged step times after a warm-up. Two runs:
+  plain   W warm-up steps, N measured steps                           -> row "plain", the baseline
+  LET     W warm-up steps, N measured steps with the teacher,          -> row "LET"
+          S_stop, W warm-up steps, N measured steps without it         -> row "LET after S_stop" (should be plain)
+LET's overhead is set against its FLOP floor: a teacher forward costs ~2*N_teacher FLOPs per token and the
+student's training step ~6*N_student, so a teacher 10x smaller than the student costs at least ~3%.
+"""
+
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+
+import torch
+
+from configurator import ConfigError, load_config
+from train import TrainConfig, check_config
+
+REPO_DIR = os.path.dirname(os.path.abspath(__file__))
+BENCH_OPTIONS = {'steps': 20, 'warmup': 5, 'repeats': 1, 'json': ''}
+
+
+class RunFailed(RuntimeError):
+    pass
+
+
+def parse_args(argv):
+    """Splits bench's own options from train.py's arguments, which pass through unchanged."""
+    opts, train_args = dict(BENCH_OPTIONS), []
+    args = iter(argv)
+    for arg in args:
+        name = arg[2:].split('=', 1)[0] if arg.startswith('--') else None
+        if name not in opts:
+            train_args.append(arg)
+            continue
+        value = arg.split('=', 1)[1] if '=' in arg else next(args, None)  # --json=PATH or --json PATH
+        if value is None:
+            raise ConfigError(f"{arg} needs a value")
+        if name != 'json':
+            if not value.isdigit() or int(value) < 1:
+                raise ConfigError(f"--{name}={value}: must be a positive integer")
+            value = int(value)
+        opts[name] = value
+    return opts, train_args
+
+
+def environment(cfg):
+    """Device, dtype and compilation as train.py resolves them (the same rules as its main and _train)."""
+    if cfg.device == 'auto':
+        device = 'cuda' if torch.cuda.is_available() else ('mps' if torch.backends.mps.is_available() else 'cpu')
+    else:
+        device = cfg.device
+    device_type = torch.device(device).type
+    dtype = cfg.dtype
+    if dtype == 'auto':
+        dtype = ('bfloat16' if torch.cuda.is_bf16_supported() else 'float16') if device_type == 'cuda' else 'float32'
+    if device_type == 'cuda':
+        name = torch.cuda.get_device_name(torch.device(device))
+    else:
+        name = platform.processor() or platform.machine()
+        if os.path.exists('/proc/cpuinfo'):
+            with open('/proc/cpuinfo') as f:
+                name = next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')), name)
+        name = f"{name}, {torch.get_num_threads()} threads"
+    return {'device': device, 'device_type': device_type, 'device_name': name, 'torch': torch.__version__,
+            'dtype': dtype, 'compile': device_type == 'cuda' if cfg.compile is None else cfg.compile}
+
+
+def check_teacher(spec):
+    """A teacher checkpoint that does not exist stops the bench before any run, naming what trains it."""
+    if not (spec.endswith('.pt') or os.sep in spec) or os.path.isfile(spec) or os.path.isdir(spec):
+        return  # a hub name, smollm2-135m, or something that exists: train.py's load_teacher judges it
+    teacher_dir = os.path.normpath(os.path.dirname(spec) if spec.endswith('.pt') else spec)
+    # the recipes in config/: a train.py config writing to that folder, or a speedup.py config that trains it
+    recipes = []
+    config_dir = os.path.join(REPO_DIR, 'config')
+    for name in sorted(os.listdir(config_dir)):
+        path = os.path.join(config_dir, name)
+        namespace = {'__file__': path}
+        try:
+            with open(path) as f:
+                exec(compile(f.read(), path, 'exec'), namespace)
+        except Exception:
+            continue  # not a config (or a broken one): no hint from it
+        if os.path.normpath(str(namespace.get('out_dir', ''))) == teacher_dir:
+            recipes.append(f"python train.py config/{name}")
+        elif namespace.get('teacher') == spec and namespace.get('teacher_train'):
+            recipes.append(f"python speedup.py config/{name} (trains it before its comparison runs)")
+    how = ' or '.join(recipes) or f"python train.py --out_dir={teacher_dir} (on the student's dataset)"
+    raise ConfigError(f"teacher checkpoint {spec} does not exist; train it first with: {how}\n"
+                      f"or name another teacher with --teacher=... (a ckpt.pt, smollm2-135m, a GPT-2 folder)")
+
+
+def run_train(train_args, settings, out_dir):
+    """One fresh `python train.py` process. Returns its per-step train records, its output and its peak RSS in GB."""
+    cmd = [sys.executable, os.path.join(REPO_DIR, 'train.py'), *train_args,
+           *(f"--{k}={v}" for k, v in settings.items()), f"--out_dir={out_dir}"]  # last, so they win
+    with open(out_dir + '.out', 'w+') as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        # os.wait4 gives this child's own peak RSS; RUSAGE_CHILDREN would give the largest of all children so far
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        text = out.read()
+    if proc.returncode != 0:
+        raise RunFailed(f"train.py failed (exit {proc.returncode}):\n  {' '.join(cmd)}\n{text[-3000:]}")
+    with open(os.path.join(out_dir, 'log.jsonl')) as f:
+        records = [r for r in map(json.loads, f) if r['event'] == 'train']
+    shutil.rmtree(out_dir)  # train.py saved a checkpoint at the end: for a large model, gigabytes of temp disk
+    peak_rss = usage.ru_maxrss * (1 if sys.platform == 'darwin' else 1024) / 2**30  # macOS: bytes, Linux: KiB
+    return records, text, peak_rss
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def at(records, iteration):
+    return next(rec for rec in records if rec['iter'] == iteration)
+
+
+def summarise(runs, first, last, cuda):
+    """The figures of iterations first..last of runs [(records, output, peak_rss)], one run per repeat."""
+    measured = [[rec for rec in records if first <= rec['iter'] <= last] for records, _, _ in runs]
+    steps = [rec for run in measured for rec in run]
+    dts = [rec['dt_ms'] for rec in steps]
+    q1, _, q3 = statistics.quantiles(dts, n=4, method='inclusive') if len(dts) > 1 else dts * 3
+    # each record holds the teacher calls so far: the window's calls are the last count minus the one before it
+    calls = sum(run[-1]['teacher_calls'] - at(records, first - 1)['teacher_calls']
+                for (records, _, _), run in zip(runs, measured))
+    return {
+        'step_ms': median(dts), 'step_ms_q1': q1, 'step_ms_q3': q3,
+        'step_ms_per_repeat': [median([rec['dt_ms'] for rec in run]) for run in measured],
+        'tok_per_s': median([rec['tok_per_s'] for rec in steps]),
+        # CUDA: the most the allocator ever held (the records keep the running max); CPU: the process's peak RSS
+        'peak_mem_gb': max(rec['cuda_peak_gb'] for rec in steps) if cuda else max(rss for _, _, rss in runs),
+        'mfu': median([rec['mfu'] for rec in steps]),
+        'mfu_with_teacher': median([rec['mfu_with_teacher'] for rec in steps]),
+        'flops_student': steps[0]['flops_student'], 'flops_teacher': steps[0]['flops_teacher'],
+        'teacher_calls_per_step': calls / len(steps),
+    }
+
+
+def bench(train_args, steps=20, warmup=5, repeats=1, run=run_train):
+    """Runs every mode `repeats` times and returns the figures (a dict, as --json writes it)."""
+    cfg = load_config(TrainConfig, train_args)  # the settings the runs will read: a bad one fails here, once
+    check_config(cfg)
+    W, N = warmup, steps
+    env = environment(cfg)
+    cuda = env['device_type'] == 'cuda'
+    let_on = bool(cfg.teacher) and cfg.let_lambda > 0
+    if let_on:
+        check_teacher(cfg.teacher)
+
+    # Two runs per repeat, plain and LET, each a fresh process. A record's 'iter' counts the steps done:
+    #   plain:  W warm-up steps, then N measured (iterations W+1 .. W+N)
+    #   LET:    the same with the teacher, S_stop right after them, W steps to warm up again (the release and,
+    #           compiled, the plain graph), then N measured steps after S_stop (iterations 2W+N+1 .. 2W+2N)
+    # The evaluations (at 0 and at max_iters only: eval_interval > max_iters) are outside every step's dt, and
+    # eval_iters=1 keeps them short.
+    common = dict(init_from='scratch', log_interval=1, progress=False, eval_iters=1)
+    settings = {'plain': dict(common, teacher='', max_iters=W + N, eval_interval=W + N + 1)}
+    if let_on:
+        settings['LET'] = dict(common, max_iters=2 * (W + N), eval_interval=2 * (W + N) + 1, let_stop=W + N)
+    results = {mode: [] for mode in settings}
+    with tempfile.TemporaryDirectory(prefix='bench-') as tmp:
+        for r in range(repeats):
+            for mode in settings:  # interleaved: plain, LET, plain, LET, ... so drift hits both alike
+                print(f"run {r + 1}/{repeats}: {mode} ...", flush=True)
+                results[mode].append(run(train_args, settings[mode], os.path.join(tmp, f"{mode}-{r}")))
+
+    windows = {'plain': ('plain', W + 1, W + N)}
+    if let_on:
+        windows['LET'] = ('LET', W + 1, W + N)
+        windows['LET after S_stop'] = ('LET', 2 * W + N + 1, 2 * (W + N))
+    report = {'env': env, 'train_args': train_args, 'steps': N, 'warmup': W, 'repeats': repeats,
+              'tokens_per_iter': cfg.batch_size * cfg.gradient_accumulation_steps * cfg.block_size,
+              'mem_kind': 'CUDA max allocated' if cuda else 'peak RSS',
+              'modes': {name: summarise(results[mode], first, last, cuda)
+                        for name, (mode, first, last) in windows.items()}}
+    if not let_on:
+        return report
+
+    plain, let, after = (report['modes'][m] for m in ('plain', 'LET', 'LET after S_stop'))
+    overhead = lambda a, b: b / a - 1
+    report['let_overhead'] = overhead(plain['step_ms'], let['step_ms'])
+    report['flop_floor'] = let['flops_teacher'] / let['flops_student']
+    report['after_stop_overhead'] = overhead(plain['step_ms'], after['step_ms'])
+    # the noise: the same ratios per repeat, each run against the plain run beside it
+    report['let_overhead_per_repeat'] = list(map(overhead, plain['step_ms_per_repeat'], let['step_ms_per_repeat']))
+    report['after_stop_overhead_per_repeat'] = list(map(overhead, plain['step_ms_per_repeat'],
+                                                        after['step_ms_per_repeat']))
+    if cuda:
+        # memory allocated after the last step that held the teacher (iteration S_stop) and after the release
+        runs = [records for records, _, _ in results['LET']]
+        report['cuda_mem_gb_before_stop'] = median([at(records, W + N)['cuda_mem_gb'] for records in runs])
+        report['cuda_mem_gb_after_stop'] = median([rec['cuda_mem_gb'] for records in runs for rec in records
+                                                   if rec['iter'] > 2 * W + N])
+        # the teacher's size as train.py prints it, for the memory the release should give back
+        found = re.search(r"teacher: .* \(([\d.]+)M parameters", results['LET'][0][1])
+        report['teacher_params'] = float(found.group(1)) * 1e6 if found else None
+    return report
+
+
+# -----------------------------------------------------------------------------
+# the table
+
+def pct(x):
+    return f"{x * 100:+.1f}%"
+
+
+def per_repeat(xs):
+    return f"(per repeat: {', '.join(map(pct, xs))})" if len(xs) > 1 else "(one repeat; --repeats=3 shows the noise)"
+
+
+def print_report(rep):
+    env = rep['env']
+    print(f"device: {env['device']} ({env['device_name']}) | torch {env['torch']} | dtype {env['dtype']} | "
+          f"compile {'on' if env['compile'] else 'off'}")
+    print(f"train.py {' '.join(rep['train_args']) or '(defaults)'}")
+    print(f"{rep['tokens_per_iter']:,} tokens/iter | {rep['warmup']} warm-up + {rep['steps']} measured steps | "
+          f"{rep['repeats']} repeat(s)")
+    header = ['mode', 'step ms', 'step ms IQR', 'tok/s', f"{rep['mem_kind']} GB", 'MFU student',
+              'MFU with teacher', 'teacher calls/step']
+    mfu = lambda x: f"{x * 100:.1f}%" if x is not None else "n/a"
+    # the steps after S_stop run in the LET process, so their peak memory is that process's
+    rows = [[mode, f"{f['step_ms']:.2f}", f"{f['step_ms_q1']:.2f}-{f['step_ms_q3']:.2f}", f"{f['tok_per_s']:,.0f}",
+             f"{f['peak_mem_gb']:.3f}" if mode != 'LET after S_stop' else "(LET's run)",
+             mfu(f['mfu']), mfu(f['mfu_with_teacher']), f"{f['teacher_calls_per_step']:g}"]
+            for mode, f in rep['modes'].items()]
+    widths = [max(len(row[i]) for row in [header] + rows) for i in range(len(header))]
+    for row in [header] + rows:
+        print('  '.join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))
+    if rep['modes']['plain']['mfu'] is None:
+        print("MFU: n/a (unknown peak on this device; train.py knows the bf16/fp16 peaks of common GPUs)")
+
+    if 'let_overhead' not in rep:
+        print("LET: no teacher (teacher='' or let_lambda=0); name one with --teacher=... for the LET rows")
+        return
+    print(f"LET overhead while the teacher runs: {pct(rep['let_overhead'])} step time "
+          f"{per_repeat(rep['let_overhead_per_repeat'])}")
+    print(f"  FLOP floor (teacher forward / student training step): {pct(rep['flop_floor'])}")
+    print(f"LET overhead after S_stop: {pct(rep['after_stop_overhead'])} step time "
+          f"{per_repeat(rep['after_stop_overhead_per_repeat'])}")
+    if 'cuda_mem_gb_before_stop' in rep:
+        before, after = rep['cuda_mem_gb_before_stop'], rep['cuda_mem_gb_after_stop']
+        weights = ''
+        if rep['teacher_params']:
+            nbytes = {'float32': 4, 'bfloat16': 2, 'float16': 2}[env['dtype']]
+            weights = f" (the teacher's weights: {rep['teacher_params'] * nbytes / 2**30:.3f} GB)"
+        print(f"teacher memory: CUDA allocated {before:.3f} GB at the last step with the teacher, {after:.3f} GB "
+              f"after S_stop: {before - after:.3f} GB returned{weights}")
+    else:
+        print("teacher memory: not measured: RSS is not informative on CPU (freed memory stays with the allocator, "
+              "and the peak RSS is mostly Python and torch)")
+
+
+def main(argv=None):
+    try:
+        opts, train_args = parse_args(sys.argv[1:] if argv is None else argv)
+        rep = bench(train_args, opts['steps'], opts['warmup'], opts['repeats'])
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except RunFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    print_report(rep)
+    if opts['json']:
+        with open(opts['json'], 'w') as f:
+            json.dump(rep, f, indent=1)
+        print(f"figures written to {opts['json']}")
+    return rep
+
+
+if __name__ == '__main__':
+    main()
