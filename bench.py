@@ -22,7 +22,6 @@ student's training step ~6*N_student, so a teacher 10x smaller than the student 
 
 import json
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -33,7 +32,7 @@ import tempfile
 import torch
 
 from configurator import ConfigError, load_config
-from train import TrainConfig, check_config
+from train import TrainConfig, check_config, describe_machine, resolve_device, resolve_dtype
 
 REPO_DIR = os.path.dirname(os.path.abspath(__file__))
 BENCH_OPTIONS = {'steps': 20, 'warmup': 5, 'repeats': 1, 'json': ''}
@@ -64,25 +63,12 @@ def parse_args(argv):
 
 
 def environment(cfg):
-    """Device, dtype and compilation as train.py resolves them (the same rules as its main and _train)."""
-    if cfg.device == 'auto':
-        device = 'cuda' if torch.cuda.is_available() else ('mps' if torch.backends.mps.is_available() else 'cpu')
-    else:
-        device = cfg.device
+    """Device, dtype and compilation as train.py resolves them (its own functions), and the machine in words."""
+    device = resolve_device(cfg.device)
     device_type = torch.device(device).type
-    dtype = cfg.dtype
-    if dtype == 'auto':
-        dtype = ('bfloat16' if torch.cuda.is_bf16_supported() else 'float16') if device_type == 'cuda' else 'float32'
-    if device_type == 'cuda':
-        name = torch.cuda.get_device_name(torch.device(device))
-    else:
-        name = platform.processor() or platform.machine()
-        if os.path.exists('/proc/cpuinfo'):
-            with open('/proc/cpuinfo') as f:
-                name = next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')), name)
-        name = f"{name}, {torch.get_num_threads()} threads"
-    return {'device': device, 'device_type': device_type, 'device_name': name, 'torch': torch.__version__,
-            'dtype': dtype, 'compile': device_type == 'cuda' if cfg.compile is None else cfg.compile}
+    return {'device': device, 'device_type': device_type, 'device_name': describe_machine(device),
+            'torch': torch.__version__, 'dtype': resolve_dtype(cfg.dtype, device_type),
+            'compile': device_type == 'cuda' if cfg.compile is None else cfg.compile}
 
 
 def check_teacher(spec):
@@ -235,8 +221,7 @@ def per_repeat(xs):
 
 def print_report(rep):
     env = rep['env']
-    print(f"device: {env['device']} ({env['device_name']}) | torch {env['torch']} | dtype {env['dtype']} | "
-          f"compile {'on' if env['compile'] else 'off'}")
+    print(f"machine: {env['device_name']} | dtype {env['dtype']} | compile {'on' if env['compile'] else 'off'}")
     print(f"train.py {' '.join(rep['train_args']) or '(defaults)'}")
     print(f"{rep['tokens_per_iter']:,} tokens/iter | {rep['warmup']} warm-up + {rep['steps']} measured steps | "
           f"{rep['repeats']} repeat(s)")

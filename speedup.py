@@ -478,18 +478,8 @@ def student_params(run_cfg):
 
 
 def machine(device_setting):
-    """What the timings were measured on: CPU model and count, torch, and the device the runs used."""
-    cpu = platform.processor() or platform.machine()
-    if os.path.isfile('/proc/cpuinfo'):  # Linux: platform.processor() is often empty there
-        with open('/proc/cpuinfo') as f:
-            cpu = next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')), cpu)
-    device = device_setting
-    if device == 'auto':
-        device = 'cuda' if torch.cuda.is_available() else ('mps' if torch.backends.mps.is_available() else 'cpu')
-    if device.startswith('cuda'):
-        device += f" ({torch.cuda.get_device_name(torch.device(device))})"
-    return (f"{platform.system()} {platform.release()}, {cpu}, {os.cpu_count()} CPUs (torch threads "
-            f"{torch.get_num_threads()}), torch {torch.__version__}, device {device}")
+    """What the timings were measured on: the system, CPU model and count, torch, and the device the runs used."""
+    return f"{platform.system()} {platform.release()}, {train.describe_machine(train.resolve_device(device_setting))}"
 
 
 def let_settings(run_cfg):

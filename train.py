@@ -17,6 +17,7 @@ import functools
 import json
 import math
 import os
+import platform
 import sys
 import time
 from collections import namedtuple
@@ -119,6 +120,35 @@ def check_config(cfg):
              f"(n_layer={cfg.n_layer}), without repeats")
         need(cfg.let_proj in PROJECTORS, f"let_proj={cfg.let_proj!r}: use one of {PROJECTORS}")
         need(cfg.let_loss in ALIGN_LOSSES, f"let_loss={cfg.let_loss!r}: use one of {ALIGN_LOSSES}")
+
+
+def resolve_device(name):
+    """'auto' picks cuda when available, then mps, then cpu."""
+    if name != 'auto':
+        return name
+    return 'cuda' if torch.cuda.is_available() else ('mps' if torch.backends.mps.is_available() else 'cpu')
+
+
+def resolve_dtype(name, device_type):
+    """'auto' is bf16 on CUDA (fp16 where bf16 is missing, with a GradScaler) and fp32 elsewhere."""
+    if name != 'auto':
+        return name
+    if device_type != 'cuda':
+        return 'float32'
+    return 'bfloat16' if torch.cuda.is_bf16_supported() else 'float16'
+
+
+def describe_machine(device):
+    """What timings are measured on, in words: the CPU, the accelerator, torch."""
+    cpu = platform.processor() or platform.machine()
+    if os.path.isfile('/proc/cpuinfo'):  # Linux: platform.processor() is often empty there
+        with open('/proc/cpuinfo') as f:
+            cpu = next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')), cpu)
+    device = str(device)
+    if device.startswith('cuda'):
+        device += f" ({torch.cuda.get_device_name(torch.device(device))})"
+    return (f"{cpu}, {os.cpu_count()} CPUs (torch threads {torch.get_num_threads()}), torch {torch.__version__}, "
+            f"device {device}")
 
 
 def model_config(cfg, vocab_size):
@@ -327,10 +357,7 @@ def main(args=None, overrides=None):
 
     # DDP: torchrun sets RANK, LOCAL_RANK and WORLD_SIZE
     ddp = int(os.environ.get('RANK', -1)) != -1
-    if cfg.device == 'auto':
-        device_name = 'cuda' if torch.cuda.is_available() else ('mps' if torch.backends.mps.is_available() else 'cpu')
-    else:
-        device_name = cfg.device
+    device_name = resolve_device(cfg.device)
     if ddp:
         rank, local_rank, world_size = int(os.environ['RANK']), int(os.environ['LOCAL_RANK']), int(os.environ['WORLD_SIZE'])
         if device_name.startswith('cuda'):
@@ -362,9 +389,8 @@ def _train(cfg, device, ddp, rank, world_size, master):
     say(f"tokens per iteration: {tokens_per_iter:,} ({world_size} ranks x {accum} micro-steps x "
         f"{cfg.batch_size} x {cfg.block_size})")
 
-    dtype = cfg.dtype
-    if dtype == 'auto':
-        dtype = ('bfloat16' if torch.cuda.is_bf16_supported() else 'float16') if device.type == 'cuda' else 'float32'
+    dtype = resolve_dtype(cfg.dtype, device.type)
+    say(f"machine: {describe_machine(device)}; dtype {dtype}")
     ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}[dtype]
     autocast = nullcontext() if ptdtype == torch.float32 else torch.autocast(device_type=device.type, dtype=ptdtype)
     use_compile = device.type == 'cuda' if cfg.compile is None else cfg.compile

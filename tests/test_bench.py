@@ -30,7 +30,7 @@ def test_bench_runs_a_tiny_student_and_teacher_and_prints_every_figure(shakespea
     print(out)  # shown when the test fails
     lines = out.splitlines()
 
-    assert "device: cpu (" in out and f"torch {torch.__version__}" in out
+    assert "machine: " in out and "device cpu" in out and f"torch {torch.__version__}" in out
     assert "dtype float32" in out and "compile off" in out
     assert "256 tokens/iter | 1 warm-up + 3 measured steps | 1 repeat(s)" in out  # 4 x 2 micro-batches x 32
 
