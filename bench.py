@@ -32,7 +32,7 @@ import tempfile
 import torch
 
 from configurator import ConfigError, load_config
-from train import TrainConfig, check_config, describe_machine, resolve_device, resolve_dtype
+from train import TrainConfig, check_config, describe_machine, resolve_compile, resolve_device, resolve_dtype
 
 REPO_DIR = os.path.dirname(os.path.abspath(__file__))
 BENCH_OPTIONS = {'steps': 20, 'warmup': 5, 'repeats': 1, 'json': ''}
@@ -68,7 +68,7 @@ def environment(cfg):
     device_type = torch.device(device).type
     return {'device': device, 'device_type': device_type, 'device_name': describe_machine(device),
             'torch': torch.__version__, 'dtype': resolve_dtype(cfg.dtype, device_type),
-            'compile': device_type == 'cuda' if cfg.compile is None else cfg.compile}
+            'compile': resolve_compile(cfg.compile, device_type)}
 
 
 def check_teacher(spec):

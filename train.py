@@ -138,6 +138,11 @@ def resolve_dtype(name, device_type):
     return 'bfloat16' if torch.cuda.is_bf16_supported() else 'float16'
 
 
+def resolve_compile(setting, device_type):
+    """None compiles on CUDA only: on a CPU compiling short runs costs more than it saves."""
+    return device_type == 'cuda' if setting is None else setting
+
+
 def describe_machine(device):
     """What timings are measured on, in words: the CPU, the accelerator, torch."""
     cpu = platform.processor() or platform.machine()
@@ -393,7 +398,7 @@ def _train(cfg, device, ddp, rank, world_size, master):
     say(f"machine: {describe_machine(device)}; dtype {dtype}")
     ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}[dtype]
     autocast = nullcontext() if ptdtype == torch.float32 else torch.autocast(device_type=device.type, dtype=ptdtype)
-    use_compile = device.type == 'cuda' if cfg.compile is None else cfg.compile
+    use_compile = resolve_compile(cfg.compile, device.type)
     if device.type == 'cuda':
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
