@@ -18,7 +18,7 @@ eval_iters = 8
 
 teacher = 'out-shakespeare-teacher/ckpt.pt'
 let_layers = (1,)      # k: the student's second block (counted from 0)
-let_proj = 'linear'    # a learned 192 -> 128 projection of the student state
+let_proj = 'linear'    # a learned 192 -> 64 projection of the student state
 let_loss = 'cosine'
-let_lambda = 30.0      # lambda0: large at this scale, see config/speedup_shakespeare.py
+let_lambda = 100.0     # lambda0: large at this scale, see config/speedup_shakespeare.py
 let_stop = 120         # S_stop: 30% of the run

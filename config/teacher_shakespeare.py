@@ -3,9 +3,9 @@
 # $ python train.py config/teacher_shakespeare.py                (about 6 minutes on a 2-core CPU)
 out_dir = 'out-shakespeare-teacher'
 dataset = 'shakespeare/byte'
-n_layer = 3
+n_layer = 2
 n_head = 4
-n_embd = 128
+n_embd = 64
 block_size = 128
 batch_size = 16
 max_iters = 2000
