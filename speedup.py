@@ -3,7 +3,7 @@ A quick, honest check of the LET speedup (arXiv 2602.05393): train a plain basel
 variants on the same data order, the same student initialisation and the same schedule, then ask how many
 steps and how much training time each variant needs to reach the baseline's final validation loss.
 
-$ python speedup.py config/speedup_shakespeare.py                      # byte-level Shakespeare, CPU, ~15 min
+$ python speedup.py config/speedup_shakespeare.py                      # byte-level Shakespeare, CPU, ~8 min
 $ python speedup.py config/speedup_shakespeare.py --seeds="(1, 2, 3)"  # mean and spread over seeds
 $ python speedup.py config/speedup_smollm2.py                          # SmolLM2-135M teacher, one GPU
 

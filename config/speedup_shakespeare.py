@@ -1,6 +1,6 @@
 # The quick LET check on a CPU: byte-level Shakespeare, a teacher trained here first, then a plain baseline
 # and LET from the same initialisation on the same batches.
-# $ python speedup.py config/speedup_shakespeare.py          (about 15 min on a 2-core CPU, teacher included)
+# $ python speedup.py config/speedup_shakespeare.py          (about 8 min on a 2-core CPU, teacher included)
 # Every number is here so it can be retuned for another machine; the comments say what each one trades.
 
 dataset = 'shakespeare/byte'       # prepared automatically when missing

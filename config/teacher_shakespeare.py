@@ -1,6 +1,6 @@
 # The teacher of the Shakespeare LET demo: a small byte-level GPT trained 5x longer than the students ("late").
 # speedup.py config/speedup_shakespeare.py trains exactly this into the same folder when it is missing.
-# $ python train.py config/teacher_shakespeare.py                (about 6 minutes on a 2-core CPU)
+# $ python train.py config/teacher_shakespeare.py                (about 2 minutes on a 2-core CPU)
 out_dir = 'out-shakespeare-teacher'
 dataset = 'shakespeare/byte'
 n_layer = 2
