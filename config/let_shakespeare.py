@@ -21,4 +21,4 @@ let_layers = (1,)      # k: the student's second block (counted from 0)
 let_proj = 'linear'    # a learned 192 -> 64 projection of the student state
 let_loss = 'cosine'
 let_lambda = 100.0     # lambda0: large at this scale, see config/speedup_shakespeare.py
-let_stop = 120         # S_stop: 30% of the run
+let_stop = 200         # S_stop: 50% of the run
