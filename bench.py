@@ -31,7 +31,7 @@ import tempfile
 
 import torch
 
-from configurator import ConfigError, load_config
+from configurator import ConfigError, load_config, read_config_file
 from train import TrainConfig, check_config, describe_machine, resolve_compile, resolve_device, resolve_dtype
 
 REPO_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -80,16 +80,13 @@ def check_teacher(spec):
     recipes = []
     config_dir = os.path.join(REPO_DIR, 'config')
     for name in sorted(os.listdir(config_dir)):
-        path = os.path.join(config_dir, name)
-        namespace = {'__file__': path}
         try:
-            with open(path) as f:
-                exec(compile(f.read(), path, 'exec'), namespace)
+            settings = read_config_file(os.path.join(config_dir, name))
         except Exception:
             continue  # not a config (or a broken one): no hint from it
-        if os.path.normpath(str(namespace.get('out_dir', ''))) == teacher_dir:
+        if os.path.normpath(str(settings.get('out_dir', ''))) == teacher_dir:
             recipes.append(f"python train.py config/{name}")
-        elif namespace.get('teacher') == spec and namespace.get('teacher_train'):
+        elif settings.get('teacher') == spec and settings.get('teacher_train'):
             recipes.append(f"python speedup.py config/{name} (trains it before its comparison runs)")
     how = ' or '.join(recipes) or f"python train.py --out_dir={teacher_dir} (on the student's dataset)"
     raise ConfigError(f"teacher checkpoint {spec} does not exist; train it first with: {how}\n"

@@ -52,6 +52,15 @@ def _where(config_class):
     return f"{config_class.__name__} in {filename}" if filename else config_class.__name__
 
 
+def read_config_file(path):
+    """The settings a config file makes: it is run as Python; its names, without __builtins__ and imports."""
+    namespace = {'__file__': os.path.abspath(path)}  # lets a config exec() a sibling config
+    with open(path) as f:
+        exec(compile(f.read(), path, 'exec'), namespace)
+    return {name: value for name, value in namespace.items()
+            if not name.startswith('_') and not isinstance(value, type(os))}
+
+
 def load_config(config_class, args=(), overrides=None):
     """Builds config_class (a dataclass) from its defaults, then config files and --key=value in args, in order,
     then the overrides dict (for programmatic use, e.g. tests and speedup.py)."""
@@ -71,12 +80,8 @@ def load_config(config_class, args=(), overrides=None):
                 raise ConfigError(f"argument {arg!r}: expected a config file (config/x.py) or --key=value")
             if not os.path.isfile(arg):
                 raise ConfigError(f"config file {arg!r} not found")
-            namespace = {'__file__': os.path.abspath(arg)}  # lets a config exec() a sibling config
-            with open(arg) as f:
-                exec(compile(f.read(), arg, 'exec'), namespace)
-            for name, value in namespace.items():
-                if not name.startswith('_') and not isinstance(value, type(os)):  # skip __builtins__, imports
-                    set_value(name, value, arg)
+            for name, value in read_config_file(arg).items():
+                set_value(name, value, arg)
         else:
             if '=' not in arg:
                 raise ConfigError(f"argument {arg!r}: write --key=value")
