@@ -1,11 +1,15 @@
 """speedup.py: the report's arithmetic on curves whose answers are known, and the whole check end to end."""
 
+import dataclasses
+import os
+
 import pytest
 import torch
 
 import speedup
-from configurator import ConfigError
-from conftest import TINY
+import train
+from configurator import ConfigError, load_config
+from conftest import REPO, TINY
 from speedup import aggregate, compare, fmt_stat, interp_at, steps_to_reach
 
 
@@ -164,3 +168,16 @@ def test_a_run_folder_is_reused_resumed_or_started_over_by_its_settings(shakespe
     resumed, how = speedup.run(config(out_dir=str(tmp_path / 'cut')))
     assert how == 'resumed'
     assert [(r['iter'], r['val_loss']) for r in resumed] == [(r['iter'], r['val_loss']) for r in whole]
+
+
+def test_the_standalone_shakespeare_configs_train_what_the_speedup_demo_compares():
+    """config/let_shakespeare.py and config/teacher_shakespeare.py repeat the demo's settings for train.py: a
+    setting changed in one file and not its twin fails here (device and compile resolve alike on a CPU)."""
+    demo = load_config(speedup.SpeedupConfig, [os.path.join(REPO, 'config', 'speedup_shakespeare.py')])
+    ignored = set(speedup.NOT_RESULTS) | {'device', 'compile'}
+    for name, demo_run in [('let_shakespeare.py', speedup.run_config(demo, demo.seeds[0], 'let', demo.variants['let'])),
+                           ('teacher_shakespeare.py', speedup.teacher_config(demo))]:
+        alone = dataclasses.asdict(load_config(train.TrainConfig, [os.path.join(REPO, 'config', name)]))
+        differ = {k: (v, alone[k]) for k, v in dataclasses.asdict(demo_run).items()
+                  if k not in ignored and speedup._plain(v) != speedup._plain(alone[k])}
+        assert differ == {}, f"config/{name} differs from config/speedup_shakespeare.py: {differ}"
