@@ -31,8 +31,8 @@ import tempfile
 
 import torch
 
-from configurator import ConfigError, load_config, read_config_file
-from train import TrainConfig, check_config, describe_machine, resolve_compile, resolve_device, resolve_dtype
+from configurator import ConfigError, TrainConfig, check_config, load_config, read_config_file
+from system import describe_machine, resolve_compile, resolve_device, resolve_dtype
 
 REPO_DIR = os.path.dirname(os.path.abspath(__file__))
 BENCH_OPTIONS = {'steps': 20, 'warmup': 5, 'repeats': 1, 'json': ''}

@@ -1,11 +1,13 @@
 """
-nanoGPT's configurator, with checks. Used as
+The settings of a training run (TrainConfig: every setting, its default and what it means), their checks, and
+nanoGPT's way of overriding them:
 
     python train.py config/override_file.py --batch_size=32
 
-Each argument is either a config file (a Python file whose module-level assignments override the defaults)
-or --key=value (the value is read as a Python literal, or taken as a plain string). Unlike nanoGPT, a setting
-that does not exist, or a value of the wrong type, is one clear error before anything runs.
+Each argument is a config file (a Python file whose module-level names override the defaults; it may exec() a
+sibling config to build on it) or --key=value (the value is read as a Python literal, or taken as a plain
+string). Unlike nanoGPT, a setting that does not exist, or a value of the wrong type, is one clear error before
+anything runs.
 """
 
 import ast
@@ -14,11 +16,114 @@ import difflib
 import os
 import sys
 import typing
+from dataclasses import dataclass
+from typing import Optional
 
 
 class ConfigError(ValueError):
-    pass
+    """A mistake the user can fix (a setting, a path, a file): the programs print its message alone and exit 2."""
 
+
+@dataclass
+class TrainConfig:
+    # defaults: a small byte-level GPT on Shakespeare; config/train_shakespeare_byte.py is the CPU demo's student
+    # I/O
+    out_dir: str = 'out'
+    eval_interval: int = 100
+    log_interval: int = 10
+    eval_iters: int = 20              # global batches per split per evaluation (the same ones every time)
+    eval_only: bool = False
+    always_save_checkpoint: bool = True  # False: save only when val loss improves
+    init_from: str = 'auto'           # 'auto' (resume if out_dir has a checkpoint) | 'scratch' | 'resume'
+    progress: bool = True             # tqdm progress bar on the master process
+    # data
+    dataset: str = 'shakespeare/byte'  # data/<dataset>/ (or an absolute path) with train.bin, val.bin, meta.json
+    gradient_accumulation_steps: int = 1  # global: divided across the processes
+    batch_size: int = 32              # sequences per micro-batch per process
+    block_size: int = 128
+    # model (model.py's GPTConfig; the defaults are GPT-2's architecture)
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 192
+    n_kv_head: int = 0                # 0 = n_head
+    dropout: float = 0.0
+    bias: bool = True
+    norm: str = 'layernorm'           # 'layernorm' | 'rmsnorm'
+    norm_eps: float = 1e-5
+    mlp: str = 'gelu'                 # 'gelu' | 'swiglu'
+    mlp_hidden: int = 0
+    pos: str = 'learned'              # 'learned' | 'rope'
+    rope_theta: float = 10000.0
+    tie_embeddings: bool = True
+    # AdamW
+    learning_rate: float = 2e-3
+    max_iters: int = 800
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0            # 0 = no clipping
+    # learning rate: linear warmup, then cosine decay to min_lr at lr_decay_iters
+    decay_lr: bool = True
+    warmup_iters: int = 50
+    lr_decay_iters: int = 800
+    min_lr: float = 2e-4
+    # LET (let.py; an empty teacher = plain training)
+    teacher: str = ''                 # 'smollm2-135m' | a ckpt.pt (this repo or nanoGPT) | a HF GPT-2 folder or name
+    let_layers: tuple = (1,)          # k: the student blocks to align, counted from 0 (1 = the second block)
+    let_loss: str = 'cosine'          # 'cosine' (1 - cos, the paper's) | 'mse'
+    let_proj: str = 'interp'          # P: 'interp' (the paper's) | 'linear' | 'mlp'
+    let_lambda: float = 0.1           # lambda0
+    let_stop: int = 250               # S_stop in iterations: lambda is 0 from here on and the teacher is released
+    # reliability
+    max_nonfinite_steps: int = 10     # this many non-finite steps in a row stop the run
+    # system
+    device: str = 'auto'              # 'auto' | 'cpu' | 'cuda' | 'cuda:1' | 'mps'
+    dtype: str = 'auto'               # 'auto' (bf16 on CUDA if supported, else fp16; fp32 elsewhere) | 'float32' | ...
+    compile: Optional[bool] = None    # None = on for CUDA, off elsewhere
+    backend: str = ''                 # torch.distributed backend; '' = nccl on CUDA, gloo on CPU
+    seed: int = 1337
+
+
+def check_config(cfg):
+    """Settings that cannot work, caught before any data is read or compute spent."""
+    from let import ALIGN_LOSSES, PROJECTORS
+
+    def need(ok, msg):
+        if not ok:
+            raise ConfigError(msg)
+    need(cfg.init_from in ('auto', 'scratch', 'resume'), f"init_from={cfg.init_from!r}: use 'auto', 'scratch' or 'resume'")
+    for k in ('batch_size', 'block_size', 'gradient_accumulation_steps', 'eval_interval', 'log_interval',
+              'eval_iters', 'max_nonfinite_steps'):
+        need(getattr(cfg, k) > 0, f"{k}={getattr(cfg, k)} must be positive")
+    need(cfg.max_iters >= 0, f"max_iters={cfg.max_iters} must be >= 0")
+    need(cfg.dtype in ('auto', 'float32', 'bfloat16', 'float16'),
+         f"dtype={cfg.dtype!r}: use auto, float32, bfloat16 or float16")
+    need(cfg.block_size > 1, "block_size must be at least 2")
+    if cfg.teacher:
+        need(cfg.let_stop > 0, f"let_stop={cfg.let_stop} must be a positive number of iterations (S_stop)")
+        need(cfg.let_lambda >= 0, f"let_lambda={cfg.let_lambda} must be >= 0")
+        need(len(cfg.let_layers) > 0 and all(isinstance(k, int) and not isinstance(k, bool) for k in cfg.let_layers),
+             f"let_layers={cfg.let_layers!r} must be one or more block indices")
+        need(all(0 <= k < cfg.n_layer for k in cfg.let_layers) and len(set(cfg.let_layers)) == len(cfg.let_layers),
+             f"let_layers={cfg.let_layers}: blocks are counted from 0, so each must be in 0..{cfg.n_layer - 1} "
+             f"(n_layer={cfg.n_layer}), without repeats")
+        need(cfg.let_proj in PROJECTORS, f"let_proj={cfg.let_proj!r}: use one of {PROJECTORS}")
+        need(cfg.let_loss in ALIGN_LOSSES, f"let_loss={cfg.let_loss!r}: use one of {ALIGN_LOSSES}")
+
+
+def model_config(cfg, vocab_size):
+    """The student's GPTConfig: the model settings of cfg, with the vocabulary of the data."""
+    from model import GPTConfig
+    names = {f.name for f in dataclasses.fields(GPTConfig)}
+    args = {k: v for k, v in dataclasses.asdict(cfg).items() if k in names}
+    try:
+        return GPTConfig(**args, vocab_size=vocab_size)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+# -----------------------------------------------------------------------------
+# reading config files and --key=value
 
 def _check_type(name, value, field_type, source):
     """Returns value converted to field_type where that is lossless (int -> float, list -> tuple), else raises."""
@@ -46,7 +151,7 @@ def _suggest(name, known):
 
 
 def _where(config_class):
-    """'TrainConfig in train.py': where a user reads the list of settings."""
+    """'TrainConfig in configurator.py': where a user reads the list of settings."""
     module = sys.modules.get(config_class.__module__)
     filename = os.path.basename(getattr(module, '__file__', '') or '')
     return f"{config_class.__name__} in {filename}" if filename else config_class.__name__
@@ -63,7 +168,7 @@ def read_config_file(path):
 
 def load_config(config_class, args=(), overrides=None):
     """Builds config_class (a dataclass) from its defaults, then config files and --key=value in args, in order,
-    then the overrides dict (for programmatic use, e.g. tests and speedup.py)."""
+    then the overrides dict (for programs that set some values themselves)."""
     fields = {f.name: f for f in dataclasses.fields(config_class)}
     hints = typing.get_type_hints(config_class)
     values = {}
@@ -96,3 +201,24 @@ def load_config(config_class, args=(), overrides=None):
     for name, value in (overrides or {}).items():
         set_value(name, value, 'overrides')
     return config_class(**values)
+
+
+def changes(config_file, base_file):
+    """The settings config_file makes differently from base_file (the config it builds on), out_dir aside: how
+    a speedup config reuses a training config as one of its runs, without repeating its numbers."""
+    config, base = read_config_file(config_file), read_config_file(base_file)
+    return {k: v for k, v in config.items() if k != 'out_dir' and (k not in base or base[k] != v)}
+
+
+def to_args(settings):
+    """{name: value} as --key=value arguments that load_config reads back to the same values."""
+    return [f"--{k}={v if isinstance(v, str) else repr(v)}" for k, v in settings.items()]
+
+
+def exit_on_error(main, *args):
+    """Runs main(*args); a ConfigError ends the program with its message alone and exit status 2."""
+    try:
+        return main(*args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)

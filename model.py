@@ -61,6 +61,11 @@ class GPTConfig:
             self.mlp_hidden = 4 * self.n_embd if self.mlp == 'gelu' else 64 * math.ceil(8 * self.n_embd / 3 / 64)
 
 
+def padded_vocab(n):
+    """A vocabulary of n ids rounded up to a multiple of 64 (faster matmuls); the extra ids never occur in data."""
+    return 64 * math.ceil(n / 64)
+
+
 class LayerNorm(nn.Module):
     """LayerNorm with an optional bias (PyTorch's has no bias=False before 2.1)."""
 

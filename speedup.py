@@ -32,20 +32,25 @@ A variant that never reaches the target is "not reached" with its final gap; no 
 """
 
 import dataclasses
-import json
 import math
 import os
 import platform
 import shlex
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 
 import torch
 
-import train
-from configurator import ConfigError, load_config
-from train import TrainConfig
+from checkpoint import load_checkpoint, plain, read_log
+from configurator import ConfigError, TrainConfig, check_config, exit_on_error, load_config, model_config, to_args
+from data.common import check_dataset, resolve_data_dir
+from model import GPT, padded_vocab
+from system import describe_machine, resolve_device
+from teacher import check_teacher, load_teacher
+
+REPO_DIR = os.path.dirname(os.path.abspath(__file__))
 
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)  # where the val-loss gap is reported, as fractions of the baseline's steps
 
@@ -166,7 +171,7 @@ def shared_settings(cfg):
 def checked_train_config(overrides, what):
     try:
         run_cfg = load_config(TrainConfig, [], overrides)
-        train.check_config(run_cfg)
+        check_config(run_cfg)
     except ConfigError as e:
         raise ConfigError(f"{what}: {e}") from None
     return run_cfg
@@ -216,7 +221,7 @@ def trains_teacher(cfg):
 def ensure_dataset(dataset):
     """Prepares data/shakespeare/<tokenizer> when missing; any other missing dataset is an error that names its
     prepare script (the Pile, say, is too large to fetch behind the user's back)."""
-    data_dir = train.resolve_data_dir(dataset)
+    data_dir = resolve_data_dir(dataset)
     if os.path.isfile(os.path.join(data_dir, 'meta.json')):
         return
     parts = dataset.split('/')
@@ -236,30 +241,13 @@ def ensure_dataset(dataset):
                       f"{script}")
 
 
-def read_evals(out_dir):
-    """The eval records of out_dir/log.jsonl, one per iteration (the last one logged wins), sorted by iter."""
-    path = os.path.join(out_dir, 'log.jsonl')
-    if not os.path.isfile(path):
-        return []
-    by_iter = {}
-    with open(path) as f:
-        for line in f:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue  # a half-written last line of a killed run
-            if record.get('event') == 'eval':
-                by_iter[record['iter']] = record
-    return [by_iter[i] for i in sorted(by_iter)]
-
-
 def saved_state(run_cfg):
     """(checkpoint config, iteration) of run_cfg.out_dir/ckpt.pt, or None when there is no readable one of ours."""
     path = os.path.join(run_cfg.out_dir, 'ckpt.pt')
     if not os.path.isfile(path):
         return None
     try:
-        ckpt = train.load_checkpoint(path)
+        ckpt = load_checkpoint(path)
     except ConfigError:
         return None
     return ckpt['config'], ckpt['iter_num']
@@ -268,11 +256,11 @@ def saved_state(run_cfg):
 def same_settings(saved_config, run_cfg):
     mine = dataclasses.asdict(run_cfg)
     keys = (set(saved_config) | set(mine)) - set(NOT_RESULTS)
-    return all(_plain(saved_config.get(k)) == _plain(mine.get(k)) for k in keys)
+    return all(plain(saved_config.get(k)) == plain(mine.get(k)) for k in keys)
 
 
-def _plain(v):
-    return list(v) if isinstance(v, tuple) else v  # a tuple may come back from a checkpoint as a list
+class RunFailed(RuntimeError):
+    pass
 
 
 def run(run_cfg, fresh=False):
@@ -280,7 +268,7 @@ def run(run_cfg, fresh=False):
     'trained', 'resumed' or 'reused'."""
     state = None if fresh else saved_state(run_cfg)
     if state and same_settings(state[0], run_cfg):
-        evals = read_evals(run_cfg.out_dir)
+        evals = read_log(run_cfg.out_dir)
         if state[1] >= run_cfg.max_iters and evals and evals[-1]['iter'] == run_cfg.max_iters:
             print(f"{run_cfg.out_dir}: finished earlier with the same settings, reused")
             return evals, 'reused'
@@ -291,8 +279,10 @@ def run(run_cfg, fresh=False):
             if os.path.exists(path):
                 os.remove(path)
         how = 'trained'
-    train.main([], dataclasses.asdict(run_cfg))
-    return read_evals(run_cfg.out_dir), how
+    cmd = [sys.executable, os.path.join(REPO_DIR, 'train.py'), *to_args(dataclasses.asdict(run_cfg))]
+    if subprocess.run(cmd).returncode != 0:
+        raise RunFailed(f"this run failed (its error is above): {' '.join(map(quote, cmd))}")
+    return read_log(run_cfg.out_dir), how
 
 
 def prepare_teacher(cfg):
@@ -315,24 +305,17 @@ def prepare_teacher(cfg):
         raise ConfigError(f"teacher {cfg.teacher} does not exist and teacher_train is empty: set teacher_train "
                           f"(e.g. teacher_train = dict(n_layer=3, n_embd=128, max_iters=3000)) to train it here")
 
-    from teacher import load_teacher
     try:
         t = load_teacher(cfg.teacher)
     except (OSError, ValueError, ImportError) as e:
         raise ConfigError(f"teacher {cfg.teacher!r} cannot be loaded: {e}") from None
-    meta = train.check_dataset(train.resolve_data_dir(cfg.dataset))
-    if t.tokenizer != meta['tokenizer']:
-        raise ConfigError(f"teacher {cfg.teacher!r} uses the {t.tokenizer!r} tokenizer but dataset {cfg.dataset!r} "
-                          f"was made with {meta['tokenizer']!r}; LET aligns token by token: use one tokenizer")
-    if t.model.config.block_size < cfg.block_size:
-        raise ConfigError(f"teacher {cfg.teacher!r} reads at most {t.model.config.block_size} tokens, fewer than "
-                          f"block_size={cfg.block_size}")
+    check_teacher(t, check_dataset(resolve_data_dir(cfg.dataset)), cfg.block_size)
     c = t.model.config
     info['shape'] = f"{c.n_layer} blocks x {c.n_embd} ({c.n_head} heads), {t.n_params / 1e6:.2f}M parameters"
     t.release()
     if os.path.isfile(path):
-        info['iters'] = torch.load(path, map_location='cpu', weights_only=False).get('iter_num')
-        evals = read_evals(os.path.dirname(path) or '.')
+        info['iters'] = load_checkpoint(path).get('iter_num') if os.path.basename(path) == 'ckpt.pt' else None
+        evals = read_log(os.path.dirname(path) or '.')
         if evals:
             # its training time can be charged to LET only when its own log says what it was
             info['train_time'], info['val_loss'] = evals[-1]['train_time'], evals[-1]['val_loss']
@@ -471,15 +454,15 @@ def plot_curves(runs, x_key, path, title, targets, s_stops):
 
 def student_params(run_cfg):
     """Parameter count of the student, built on the meta device: no memory, no time."""
-    meta = train.check_dataset(train.resolve_data_dir(run_cfg.dataset))
+    meta = check_dataset(resolve_data_dir(run_cfg.dataset))
     with torch.device('meta'):
-        model = train.GPT(train.model_config(run_cfg, train.padded_vocab(meta['vocab_size'])))
+        model = GPT(model_config(run_cfg, padded_vocab(meta['vocab_size'])))
     return model.get_num_params()
 
 
 def machine(device_setting):
     """What the timings were measured on: the system, CPU model and count, torch, and the device the runs used."""
-    return f"{platform.system()} {platform.release()}, {train.describe_machine(train.resolve_device(device_setting))}"
+    return f"{platform.system()} {platform.release()}, {describe_machine(resolve_device(device_setting))}"
 
 
 def let_settings(run_cfg):
@@ -626,7 +609,7 @@ def main(args=None, overrides=None):
 
 if __name__ == '__main__':
     try:
-        main()
-    except ConfigError as e:
+        exit_on_error(main)
+    except RunFailed as e:
         print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(1)

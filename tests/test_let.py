@@ -1,18 +1,23 @@
-"""LET: the frozen teacher, the alignment loss and its schedule, and LET inside train.py."""
+"""LET: the alignment loss and its schedule (let.py), the frozen teacher, and LET inside train.py."""
 
 import os
+import re
 
 import pytest
 import torch
 
-import train
-from configurator import ConfigError
-from conftest import TINY, read_log
+from checkpoint import FORMAT
+from conftest import TINY, max_diff, run_train, trained
+from let import Projector, alignment_loss, let_lambda, make_projectors
 from model import GPT, GPTConfig
-from teacher import Projector, alignment_loss, let_lambda, load_teacher, make_projectors
-from test_train import max_diff, params, torchrun
+from teacher import load_teacher
+from test_train import TORCHRUN
 
 LET = dict(let_lambda=1.0, let_stop=4, let_layers=(0,), let_proj='linear')
+
+
+def params(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def student(seed=0):
@@ -102,54 +107,54 @@ def test_the_teacher_gets_no_gradient_and_never_changes(teacher_ckpt):
 
 # ------------------------------------------------------------------ LET inside train.py
 
-def test_let_run_end_to_end_logs_the_alignment_and_stops_the_teacher_at_s_stop(tiny_run, teacher_ckpt, tmp_path):
+def test_let_run_end_to_end_logs_the_alignment_and_stops_the_teacher_at_s_stop(tiny_run, teacher_ckpt):
     run = tiny_run('let', teacher=teacher_ckpt, **LET, gradient_accumulation_steps=2)
-    logs = read_log(tmp_path / 'let', 'train')
+    logs = run.train_log()
     assert [r['lambda'] for r in logs[:5]] == [1.0, 0.75, 0.5, 0.25, 0.0]  # the value used at steps 0..4
     assert all(r['align_loss'] > 0 and -1 <= r['cos'] <= 1 for r in logs[:4])
     assert all(r['align_loss'] == 0 for r in logs[4:])
     # 2 teacher forwards per step (one per micro-batch) for steps 0..3, none from S_stop = 4 on
     assert [r['teacher_calls'] for r in logs] == [2, 4, 6, 8, 8, 8, 8, 8]
     assert [r['flops_teacher'] > 0 for r in logs] == [True] * 4 + [False] * 4
-    ckpt = torch.load(tmp_path / 'let' / 'ckpt.pt', weights_only=False)
+    assert 'step 4: S_stop reached, teacher released' in run.output
+    ckpt = run.checkpoint()
     assert not any('teacher' in k for k in ckpt['model'])  # the student's checkpoint holds no teacher
     assert ckpt['projectors'] is not None and ckpt['config']['teacher'] == teacher_ckpt
     assert run.records[-1]['val_loss'] < run.records[0]['val_loss']
 
 
-def test_lambda_zero_trains_exactly_like_plain_training(tiny_run, teacher_ckpt, tmp_path):
-    tiny_run('plain')
-    tiny_run('zero', teacher=teacher_ckpt, **dict(LET, let_lambda=0.0))
-    plain, zero = read_log(tmp_path / 'plain', 'train'), read_log(tmp_path / 'zero', 'train')
-    assert [r['lm_loss'] for r in plain] == [r['lm_loss'] for r in zero]
+def test_lambda_zero_trains_exactly_like_plain_training(tiny_run, teacher_ckpt):
+    plain = tiny_run('plain')
+    zero = tiny_run('zero', teacher=teacher_ckpt, **dict(LET, let_lambda=0.0))
+    assert [r['lm_loss'] for r in plain.train_log()] == [r['lm_loss'] for r in zero.train_log()]
+    assert max_diff(plain.params(), zero.params()) == 0.0
 
 
-def test_let_changes_training_while_lambda_is_positive(tiny_run, teacher_ckpt, tmp_path):
+def test_let_changes_training_while_lambda_is_positive(tiny_run, teacher_ckpt):
     plain = tiny_run('plain')
     let = tiny_run('let', teacher=teacher_ckpt, **LET)
-    assert max_diff(params(plain.model), params(let.model)) > 1e-4
+    assert max_diff({k: v for k, v in let.params().items() if k in plain.params()}, plain.params()) > 1e-4
 
 
-def test_let_resume_restores_the_projector_and_continues_exactly(tiny_run, teacher_ckpt, tmp_path):
+def test_let_resume_restores_the_projector_and_continues_exactly(tiny_run, teacher_ckpt):
     common = dict(LET, teacher=teacher_ckpt, let_stop=6, max_iters=8)
-    tiny_run('whole', **common)
+    whole = tiny_run('whole', **common)
     tiny_run('split', **dict(common, max_iters=3))
-    tiny_run('split', **dict(common, init_from='auto'))
-    whole, split = read_log(tmp_path / 'whole', 'train'), read_log(tmp_path / 'split', 'train')
-    assert [(r['lm_loss'], r['align_loss'], r['teacher_calls']) for r in split] == \
-           [(r['lm_loss'], r['align_loss'], r['teacher_calls']) for r in whole]
+    split = tiny_run('split', **dict(common, init_from='auto'))
+    assert [(r['lm_loss'], r['align_loss'], r['teacher_calls']) for r in split.train_log()] == \
+           [(r['lm_loss'], r['align_loss'], r['teacher_calls']) for r in whole.train_log()]
 
 
-def test_let_with_two_ddp_processes_keeps_student_and_projector_identical_and_matches_one_process(
+def test_let_with_two_ddp_processes_averages_the_projector_and_matches_one_process(
         shakespeare_byte, teacher_ckpt, tmp_path):
+    """The projector sits outside DDP: its gradients are averaged by hand. Were they not, rank 0's projector
+    would follow only its own half of the batch and differ from one process's."""
     cfg = dict(TINY, **LET, dataset=shakespeare_byte, teacher=teacher_ckpt, max_iters=6, batch_size=4,
                gradient_accumulation_steps=2)
-    rank0, rank1 = torchrun(2, dict(cfg, out_dir=str(tmp_path / 'ddp')), tmp_path)
-    assert max_diff(rank0, rank1) == 0.0  # projector included: its gradients are averaged by hand
-    single = train.main([], dict(cfg, out_dir=str(tmp_path / 'single')))
-    expected = params(single.model)
-    expected.update({'projectors.' + k: v for k, v in single.projectors.state_dict().items()})
-    assert max_diff(rank0, expected) < 1e-5
+    ddp = trained(tmp_path / 'ddp', run_train(dict(cfg, out_dir=str(tmp_path / 'ddp')), launcher=TORCHRUN))
+    single = trained(tmp_path / 'single', run_train(dict(cfg, out_dir=str(tmp_path / 'single'))))
+    assert max_diff(ddp.params(), single.params()) < 1e-5
+    assert any(k.startswith('projectors.') for k in ddp.params())
 
 
 # ------------------------------------------------------------------ bad input, caught before any step
@@ -161,29 +166,25 @@ def test_let_with_two_ddp_processes_keeps_student_and_projector_identical_and_ma
     (dict(let_proj='conv'), "let_proj='conv'"),
     (dict(let_loss='kl'), "let_loss='kl'"),
 ])
-def test_bad_let_settings_are_one_clear_error(tiny_run, teacher_ckpt, tmp_path, bad, message):
-    with pytest.raises(ConfigError, match=message):
-        tiny_run('bad', teacher=teacher_ckpt, **dict(LET, **bad))
+def test_bad_let_settings_are_one_clear_error(tiny_error, teacher_ckpt, tmp_path, bad, message):
+    assert re.search(message, tiny_error('bad', teacher=teacher_ckpt, **dict(LET, **bad)))
     assert not (tmp_path / 'bad' / 'log.jsonl').exists()
 
 
-def test_missing_or_corrupt_teacher_is_one_clear_error(tiny_run, tmp_path):
-    with pytest.raises(ConfigError, match='not found'):
-        tiny_run('a', teacher=str(tmp_path / 'nowhere' / 'ckpt.pt'), **LET)
+def test_missing_or_corrupt_teacher_is_one_clear_error(tiny_error, tmp_path):
+    assert 'not found' in tiny_error('a', teacher=str(tmp_path / 'nowhere' / 'ckpt.pt'), **LET)
     corrupt = tmp_path / 'corrupt.pt'
     corrupt.write_bytes(os.urandom(512))
-    with pytest.raises(ConfigError, match='corrupt.pt'):
-        tiny_run('b', teacher=str(corrupt), **LET)
-    with pytest.raises(ConfigError, match='unknown teacher'):
-        tiny_run('c', teacher='llama-70b', **LET)
+    assert 'corrupt.pt' in tiny_error('b', teacher=str(corrupt), **LET)
+    assert 'unknown teacher' in tiny_error('c', teacher='llama-70b', **LET)
 
 
-def test_a_teacher_with_another_tokenizer_is_refused(tiny_run, tmp_path):
+def test_a_teacher_with_another_tokenizer_is_refused(tiny_error, tmp_path):
     """A GPT-2-vocabulary teacher (a real, if untrained, model in this repo's checkpoint format) cannot teach a
     student that reads bytes: LET compares states token by token."""
     model = GPT(GPTConfig(block_size=32, vocab_size=50304, n_layer=1, n_head=2, n_embd=16))
     path = tmp_path / 'gpt2_teacher.pt'
-    torch.save({'format': train.CKPT_FORMAT, 'model': model.state_dict(), 'tokenizer': 'gpt2',
+    torch.save({'format': FORMAT, 'model': model.state_dict(), 'tokenizer': 'gpt2',
                 'model_args': model.config.__dict__}, path)
-    with pytest.raises(ConfigError, match="'gpt2' tokenizer but dataset .* was made with 'byte'.*--tokenizer=gpt2"):
-        tiny_run('mismatch', teacher=str(path), **LET)
+    assert re.search("'gpt2' tokenizer but the dataset was made with 'byte'.*--tokenizer=gpt2",
+                     tiny_error('mismatch', teacher=str(path), **LET))

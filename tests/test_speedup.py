@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import speedup
-import train
-from configurator import ConfigError, load_config
+from checkpoint import plain
+from configurator import ConfigError, TrainConfig, load_config
 from conftest import REPO, TINY
 from speedup import aggregate, compare, fmt_stat, interp_at, steps_to_reach
 
@@ -111,12 +111,9 @@ def test_a_missing_dataset_names_its_prepare_script(tmp_path):
 # ------------------------------------------------------------------ end to end
 
 @pytest.fixture
-def one_thread():
-    """Tiny models train several times faster on one thread when the cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def one_thread(monkeypatch):
+    """Tiny models train several times faster on one thread when the cores are shared (train.py's children)."""
+    monkeypatch.setenv('OMP_NUM_THREADS', '1')
 
 
 def test_the_whole_check_trains_teacher_and_runs_then_reports_and_reuses_them(shakespeare_byte, tmp_path, one_thread):
@@ -170,14 +167,17 @@ def test_a_run_folder_is_reused_resumed_or_started_over_by_its_settings(shakespe
     assert [(r['iter'], r['val_loss']) for r in resumed] == [(r['iter'], r['val_loss']) for r in whole]
 
 
-def test_the_standalone_shakespeare_configs_train_what_the_speedup_demo_compares():
-    """config/let_shakespeare.py and config/teacher_shakespeare.py repeat the demo's settings for train.py: a
-    setting changed in one file and not its twin fails here (device and compile resolve alike on a CPU)."""
+def test_the_speedup_demo_compares_exactly_what_the_training_configs_train():
+    """config/speedup_shakespeare.py reads its teacher and LET runs from config/teacher_shakespeare.py and
+    config/let_shakespeare.py (as the settings they change in the baseline config): the speedup's runs are the
+    runs `python train.py config/<name>` makes, wherever they are placed."""
     demo = load_config(speedup.SpeedupConfig, [os.path.join(REPO, 'config', 'speedup_shakespeare.py')])
-    ignored = set(speedup.NOT_RESULTS) | {'device', 'compile'}
+    ignored = set(speedup.NOT_RESULTS)
     for name, demo_run in [('let_shakespeare.py', speedup.run_config(demo, demo.seeds[0], 'let', demo.variants['let'])),
-                           ('teacher_shakespeare.py', speedup.teacher_config(demo))]:
-        alone = dataclasses.asdict(load_config(train.TrainConfig, [os.path.join(REPO, 'config', name)]))
+                           ('teacher_shakespeare.py', speedup.teacher_config(demo)),
+                           ('train_shakespeare_byte.py', speedup.run_config(demo, demo.seeds[0], 'baseline',
+                                                                            {'teacher': ''}))]:
+        alone = dataclasses.asdict(load_config(TrainConfig, [os.path.join(REPO, 'config', name)]))
         differ = {k: (v, alone[k]) for k, v in dataclasses.asdict(demo_run).items()
-                  if k not in ignored and speedup._plain(v) != speedup._plain(alone[k])}
+                  if k not in ignored and plain(v) != plain(alone[k])}
         assert differ == {}, f"config/{name} differs from config/speedup_shakespeare.py: {differ}"
