@@ -74,6 +74,10 @@ class TrainConfig:
     let_proj: str = 'interp'          # P: 'interp' (the paper's) | 'linear' | 'mlp'
     let_lambda: float = 0.1           # lambda0
     let_stop: int = 250               # S_stop in iterations: lambda is 0 from here on and the teacher is released
+    # distillation from the teacher's logits, the paper's baselines (let.py): SALT = kd_stop > 0, RKD = kd_stop 0
+    kd_lambda: float = 0.0            # w0, the KD term's weight at step 0; 0 = no distillation
+    kd_stop: int = 0                  # the weight falls linearly to 0 here (SALT's early phase); 0 = never (RKD)
+    kd_temperature: float = 1.0       # tau: both distributions softened by it, the loss scaled by tau^2
     # reliability
     max_nonfinite_steps: int = 10     # this many non-finite steps in a row stop the run
     # system
@@ -109,6 +113,10 @@ def check_config(cfg):
              f"(n_layer={cfg.n_layer}), without repeats")
         need(cfg.let_proj in PROJECTORS, f"let_proj={cfg.let_proj!r}: use one of {PROJECTORS}")
         need(cfg.let_loss in ALIGN_LOSSES, f"let_loss={cfg.let_loss!r}: use one of {ALIGN_LOSSES}")
+    need(cfg.kd_lambda >= 0, f"kd_lambda={cfg.kd_lambda} must be >= 0")
+    need(cfg.kd_stop >= 0, f"kd_stop={cfg.kd_stop} must be >= 0 (0: distill for the whole run, as RKD)")
+    need(cfg.kd_temperature > 0, f"kd_temperature={cfg.kd_temperature} must be > 0")
+    need(cfg.teacher or cfg.kd_lambda == 0, f"kd_lambda={cfg.kd_lambda} distills from a teacher: set teacher")
 
 
 def model_config(cfg, vocab_size):

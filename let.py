@@ -15,6 +15,11 @@ training is plain next-token prediction and the teacher is gone.
 
 train.py's loop computes these lines; the settings are teacher, let_layers (k), let_proj (P),
 let_loss, let_lambda (lambda0) and let_stop (S_stop).
+
+The paper compares LET with two distillation baselines from the same small teacher, both built on the
+teacher's next-token distribution instead of its hidden state (kd_loss and kd_weight, at the end):
+SALT (Rawat et al. 2024, arXiv 2410.18779) distills in an early phase, then trains plain; RKD ("reverse"
+KD) distills from the smaller teacher throughout. Here L_total(s) gains a third term, w(s) * L_KD.
 """
 
 import torch
@@ -89,3 +94,27 @@ def alignment_loss(h_students, h_teacher, projectors, kind='cosine'):
         losses.append((1.0 - cos).mean() if kind == 'cosine' else F.mse_loss(pred, target))
         cosines.append(cos.detach().mean())
     return torch.stack(losses).mean(), torch.stack(cosines).mean()
+
+
+# ---------------------------------------------------------------------------------------------------
+# the distillation baselines (SALT, RKD): the teacher's next-token distribution as a soft target
+
+def kd_weight(step, weight0, stop):
+    """w(s): SALT's early phase falls linearly to 0 at its stop step, like lambda(s); stop = 0 keeps
+    weight0 for the whole run (RKD)."""
+    return weight0 if stop == 0 else let_lambda(step, weight0, stop)
+
+
+def kd_loss(student_logits, teacher_logits, vocab_size, temperature=1.0):
+    """L_KD = tau^2 * KL(p_teacher || p_student), both softened by temperature tau, averaged over tokens.
+    The tau^2 factor (Hinton et al. 2015) keeps the gradient's scale the same for every tau; at tau = 1
+    the target is the teacher's own distribution. Only the tokenizer's vocab_size ids take part: the
+    rest of a padded vocabulary never occurs in the data.
+
+    student_logits, teacher_logits: (B, T, >= vocab_size)
+    """
+    tau = temperature
+    log_p_student = F.log_softmax(student_logits[..., :vocab_size].float() / tau, dim=-1)
+    log_p_teacher = F.log_softmax(teacher_logits[..., :vocab_size].float() / tau, dim=-1)
+    kl = F.kl_div(log_p_student, log_p_teacher, log_target=True, reduction='sum')  # sum_v p_t log(p_t/p_s)
+    return tau ** 2 * kl / log_p_student[..., 0].numel()

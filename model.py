@@ -246,12 +246,12 @@ class GPT(nn.Module):
                 hidden[keep[layer]] = x  # (B, T, C), kept only for the blocks asked for
         return x, hidden
 
-    def forward(self, idx, targets=None, hidden_layers=()):
+    def forward(self, idx, targets=None, hidden_layers=None):
         """idx: (B, T) token ids; targets: (B, T) next-token ids (-1 = ignore) or None.
-        Returns (logits, loss), or (logits, loss, hidden) when hidden_layers is given: hidden is a list of
-        the residual streams (B, T, n_embd) after those blocks. Without targets, only the last position's
-        logits are computed (what sampling needs) and loss is None."""
-        x, hidden = self._trunk(idx, hidden_layers)
+        Returns (logits, loss), or (logits, loss, hidden) when hidden_layers is given (a tuple of block
+        indices, maybe empty): hidden is a list of the residual streams (B, T, n_embd) after those blocks.
+        Without targets, only the last position's logits are computed (what sampling needs), loss is None."""
+        x, hidden = self._trunk(idx, hidden_layers or ())
         x = self.transformer.ln_f(x)
         if targets is not None:
             logits = self.lm_head(x)
@@ -259,7 +259,7 @@ class GPT(nn.Module):
         else:
             logits = self.lm_head(x[:, [-1], :])  # (B, 1, vocab)
             loss = None
-        if hidden_layers:
+        if hidden_layers is not None:
             return logits, loss, hidden
         return logits, loss
 

@@ -22,40 +22,39 @@ class Teacher:
     optimizer, the student's state_dict or a checkpoint (REPA keeps its encoder out the same way).
 
     model: model.py's GPT in eval mode, no parameter requiring grad; tokenizer: a name from tokenizer.TOKENIZERS;
-    width: d_teacher; spec: what load_teacher was given; calls: hidden() calls so far (after S_stop there should
-    be none: the teacher's forward is LET's only extra cost)."""
+    width: d_teacher; spec: what load_teacher was given. calls and logit_calls count the forwards so far, and
+    those that also computed logits: after S_stop (and the distillation's stop) there should be none, since the
+    teacher's forward is the only extra cost of LET and of distillation."""
 
     def __init__(self, model, tokenizer, spec):
         self.model = model.eval().requires_grad_(False)
         self.tokenizer, self.spec = tokenizer, spec
         self.width = model.config.n_embd
         self.n_params = model.get_num_params(non_embedding=False)
-        self.calls = 0
-        self._final_hidden = model.final_hidden
+        self.calls = self.logit_calls = 0
+        self._forward = model.final_hidden
 
-    def _check_alive(self):
+    def __call__(self, idx, logits=False):
+        """(B, T) token ids -> the last layer's hidden state after the final norm, (B, T, width), and with
+        logits=True also the next-token logits (B, T, vocab), else None; one forward either way. no_grad, not
+        inference_mode: the results are targets inside a loss that autograd records, and inference tensors
+        cannot be saved for backward."""
         if self.model is None:
             raise RuntimeError(f"teacher {self.spec!r} was released; load it again to use it")
+        with torch.no_grad():
+            out = self._forward(idx, with_logits=logits)
+        self.calls += 1
+        self.logit_calls += logits
+        return out if logits else (out, None)
 
     def hidden(self, idx):
-        """(B, T) token ids -> (B, T, width): the last layer's hidden state after the final norm. no_grad, not
-        inference_mode: the result is a target inside a loss that autograd records, and inference tensors
-        cannot be saved for backward."""
-        self._check_alive()
-        with torch.no_grad():
-            h = self._final_hidden(idx)
-        self.calls += 1
-        return h
+        return self(idx)[0]
 
     def logits(self, idx):
-        """(B, T) -> (B, T, vocab), for checking the teacher (its loss on held-out text), not for LET."""
-        self._check_alive()
-        with torch.no_grad():
-            return self.model.final_hidden(idx, with_logits=True)[1]
+        return self(idx, logits=True)[1]
 
     def compile(self):
-        self._check_alive()
-        self._final_hidden = torch.compile(self.model.final_hidden)
+        self._forward = torch.compile(self.model.final_hidden)
         return self
 
     def release(self):

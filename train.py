@@ -27,7 +27,7 @@ from checkpoint import truncate_log
 from configurator import ConfigError, TrainConfig, check_config, exit_on_error, load_config
 from configurator import model_config
 from data.common import TokenWindows, check_dataset, resolve_data_dir
-from let import alignment_loss, let_lambda, make_projectors
+from let import alignment_loss, kd_loss, kd_weight, let_lambda, make_projectors
 from model import GPT, padded_vocab
 from parallel import all_reduce_grads, init_distributed, micro_steps, optimizer_step, wrap
 from system import DTYPES, autocast, describe_machine, device_peak_flops, resolve_compile
@@ -108,10 +108,18 @@ def main(argv):
         check_resume(ckpt, ckpt_path, dataclasses.asdict(gptconf), cfg)
     iter_num = start_iter = ckpt['iter_num'] if ckpt else 0
 
-    # the teacher (LET): frozen, never in the optimizer, a wrapper or a checkpoint
+    # the teacher (LET, KD): frozen, never in the optimizer, a wrapper or a checkpoint
     let_on = bool(cfg.teacher) and cfg.let_lambda > 0  # lambda0 = 0 is plain training, exactly
+    kd_on = bool(cfg.teacher) and cfg.kd_lambda > 0
+
+    def weights(it):
+        """lambda(s) of LET and w(s) of the distillation at step it."""
+        lam = let_lambda(it, cfg.let_lambda, cfg.let_stop) if let_on else 0.0
+        w = kd_weight(it, cfg.kd_lambda, cfg.kd_stop) if kd_on else 0.0
+        return lam, w
+
     teacher = None
-    if let_on and iter_num < cfg.let_stop:
+    if any(weights(iter_num)):
         teacher_dtype = DTYPES[dtype] if device.type == 'cuda' else torch.float32
         try:
             teacher = load_teacher(cfg.teacher, device, teacher_dtype)
@@ -123,6 +131,7 @@ def main(argv):
         say(f"teacher: {cfg.teacher} ({teacher.n_params / 1e6:.1f}M parameters, "
             f"width {teacher.width}, tokenizer {teacher.tokenizer})")
     calls_before = ckpt.get('teacher_calls', 0) if ckpt else 0  # by teachers already released
+    logit_calls_before = ckpt.get('teacher_logit_calls', 0) if ckpt else 0
 
     # the student, LET's projectors P (one per aligned block k), the optimizer
     torch.manual_seed(cfg.seed)
@@ -156,12 +165,13 @@ def main(argv):
     if ddp.on:
         model = wrap(model, device)
 
-    # MFU: a training step is 3 forwards of the student; the teacher runs one, without its head
+    # MFU: a training step is 3 forwards of the student; the teacher runs one, its head only for KD
     flops_student = 3 * raw_model.forward_flops_per_token(cfg.block_size) * tokens_per_iter
-    flops_teacher = 0
+    flops_body = flops_head = 0  # of the teacher, per step
     if teacher:
         per_token = teacher.model.forward_flops_per_token(cfg.block_size, head=False)
-        flops_teacher = per_token * tokens_per_iter
+        flops_body = per_token * tokens_per_iter
+        flops_head = teacher.model.forward_flops_per_token(cfg.block_size) * tokens_per_iter - flops_body
     peak = device_peak_flops(device, dtype)
     if peak is None:
         say(f"MFU: not reported (no known peak FLOP/s for {device} in {dtype})")
@@ -190,6 +200,9 @@ def main(argv):
     def teacher_calls():
         return calls_before + (teacher.calls if teacher else 0)
 
+    def teacher_logit_calls():
+        return logit_calls_before + (teacher.logit_calls if teacher else 0)
+
     def checkpoint_state():
         return {'format': FORMAT, 'iter_num': iter_num, 'config': dataclasses.asdict(cfg),
                 'model': raw_model.state_dict(), 'model_args': dataclasses.asdict(gptconf),
@@ -197,7 +210,8 @@ def main(argv):
                 'projectors': projectors.state_dict() if projectors is not None else None,
                 'projector_width': projectors[0].d_teacher if projectors is not None else None,
                 'optimizer': optimizer.state_dict(), 'scaler': scaler.state_dict(),
-                'teacher_calls': teacher_calls(), 'best_val_loss': best_val_loss,
+                'teacher_calls': teacher_calls(), 'teacher_logit_calls': teacher_logit_calls(),
+                'best_val_loss': best_val_loss,
                 'train_time': train_time}
 
     def log(record):
@@ -220,7 +234,7 @@ def main(argv):
     write = progress.write if progress else say
     nonfinite_in_a_row, skipped_total = 0, 0
     zero = torch.zeros((), device=device)
-    interval_sums, n_interval = torch.zeros(4, device=device), 0  # loss, lm loss, align loss, cos
+    interval_sums, n_interval = torch.zeros(5, device=device), 0  # loss, lm, align, cos, kd
     k, P = cfg.let_layers, projectors  # the paper's names for the aligned blocks and the projector
     t_start = time.time()
 
@@ -231,10 +245,11 @@ def main(argv):
         just_resumed = resume and iter_num == start_iter  # its eval was logged before the save
         if cfg.eval_only or (due and not just_resumed):
             losses = estimate_loss()
+            lam, w = weights(iter_num)
             log({'event': 'eval', 'iter': iter_num, 'tokens': iter_num * tokens_per_iter,
                  'train_time': round(train_time, 3), 'wall_time': round(time.time() - t_start, 3),
                  'train_loss': losses['train'], 'val_loss': losses['val'],
-                 'lambda': let_lambda(iter_num, cfg.let_lambda, cfg.let_stop) if let_on else 0.0})
+                 'lambda': lam, 'kd_weight': w})
             write(f"step {iter_num}: train loss {losses['train']:.4f}, val {losses['val']:.4f}")
             if cfg.eval_only:
                 break
@@ -245,11 +260,11 @@ def main(argv):
         if iter_num >= cfg.max_iters:
             break
 
-        lam = let_lambda(iter_num, cfg.let_lambda, cfg.let_stop) if let_on else 0.0  # lambda(s)
-        if teacher and lam == 0.0:  # S_stop: the teacher goes, outside the timed step
-            calls_before += teacher.calls
+        lam, w = weights(iter_num)  # lambda(s), w(s)
+        if teacher and lam == 0 and w == 0:  # S_stop: the teacher goes, outside the timed step
+            calls_before, logit_calls_before = teacher_calls(), teacher_logit_calls()
             teacher.release()
-            teacher, flops_teacher = None, 0
+            teacher = None
             say(f"step {iter_num}: S_stop reached, teacher released")
 
         t0 = time.time()
@@ -257,7 +272,7 @@ def main(argv):
         for group in optimizer.param_groups:
             group['lr'] = lr
         torch.manual_seed(step_seed(cfg.seed, ddp.rank, iter_num))
-        step_sums = torch.zeros(4, device=device)
+        step_sums = torch.zeros(5, device=device)
         for micro_step in range(accum):
             # each process's micro-step reads its own slice of the step's samples
             slot = micro_step * ddp.world_size + ddp.rank
@@ -266,17 +281,20 @@ def main(argv):
             if ddp.on:
                 model.require_backward_grad_sync = micro_step == accum - 1  # average at the end
             with ctx:
+                logits, lm_loss, h_students = model(X, Y, hidden_layers=k if lam > 0 else ())
+                loss, align_loss, cos, kd = lm_loss, zero, zero, zero
+                if lam > 0 or w > 0:  # one teacher forward for both terms; logits only for KD
+                    h_teacher, logits_teacher = teacher(X, logits=w > 0)  # (B, T, d_t), no grad
                 if lam > 0:
                     # ------------------------------------------------------------------------ LET
-                    h_teacher = teacher.hidden(X)  # (B, T, d_t): last layer, final norm, no grad
-                    _, lm_loss, h_students = model(X, Y, hidden_layers=k)  # blocks k: (B, T, d_s)
+                    # h_students: the residual streams after blocks k, (B, T, d_s)
                     align_loss, cos = alignment_loss(h_students, h_teacher, P, cfg.let_loss)
-                    loss = lm_loss + lam * align_loss  # L_total = L_NLL + lambda(s) * L_align
+                    loss = loss + lam * align_loss  # L_total = L_NLL + lambda(s) * L_align
                     # ----------------------------------------------------------------------------
-                else:
-                    _, lm_loss = model(X, Y)
-                    loss, align_loss, cos = lm_loss, zero, zero
-            step_sums += torch.stack([loss, lm_loss, align_loss, cos]).detach() / accum
+                if w > 0:  # distillation, the paper's baselines: SALT (kd_stop > 0), RKD (= 0)
+                    kd = kd_loss(logits, logits_teacher, meta['vocab_size'], cfg.kd_temperature)
+                    loss = loss + w * kd  # ... + w(s) * L_KD
+            step_sums += torch.stack([loss, lm_loss, align_loss, cos, kd]).detach() / accum
             scaler.scale(loss / accum).backward()
         if ddp.on and lam > 0:
             all_reduce_grads(projector_params)  # DDP averages the student's gradients, not P's
@@ -309,24 +327,29 @@ def main(argv):
         interval_sums += step_sums
         n_interval += 1
         if iter_num % cfg.log_interval == 0 or iter_num == cfg.max_iters:
-            loss_f, lm_f, align_f, cos_f = (interval_sums / n_interval).tolist()
+            loss_f, lm_f, align_f, cos_f, kd_f = (interval_sums / n_interval).tolist()
             interval_sums.zero_()
             n_interval = 0
+            flops_teacher = (flops_body if lam > 0 or w > 0 else 0) + (flops_head if w > 0 else 0)
             flops = flops_student + flops_teacher
             cuda = device.type == 'cuda'
             log({'event': 'train', 'iter': iter_num, 'loss': loss_f, 'lm_loss': lm_f,
-                 'align_loss': align_f, 'cos': cos_f, 'lambda': lam, 'lr': lr,
+                 'align_loss': align_f, 'cos': cos_f, 'lambda': lam, 'kd_loss': kd_f,
+                 'kd_weight': w, 'lr': lr,
                  'grad_norm': grad_norm.item(), 'dt_ms': dt * 1000,
                  'tok_per_s': tokens_per_iter / dt,
                  'mfu': flops_student / dt / peak if peak else None,
                  'mfu_with_teacher': flops / dt / peak if peak else None,
-                 'teacher_calls': teacher_calls(), 'skipped': skipped_total,
+                 'teacher_calls': teacher_calls(), 'teacher_logit_calls': teacher_logit_calls(),
+                 'skipped': skipped_total,
                  'flops_student': flops_student, 'flops_teacher': flops_teacher,
                  'cuda_mem_gb': torch.cuda.memory_allocated(device) / 2**30 if cuda else None,
                  'cuda_peak_gb': torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None})
             line = f"iter {iter_num}: loss {lm_f:.4f}"
             if let_on:
                 line += f", align {align_f:.4f}, cos {cos_f:.3f}, lambda {lam:.3g}"
+            if kd_on:
+                line += f", kd {kd_f:.4f}, w {w:.3g}"
             line += f", lr {lr:.2e}, time {dt * 1000:.0f}ms, {tokens_per_iter / dt:,.0f} tok/s"
             if peak:
                 line += f", mfu {flops_student / dt / peak * 100:.1f}%"

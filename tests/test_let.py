@@ -8,7 +8,7 @@ import torch
 
 from checkpoint import FORMAT
 from conftest import TINY, max_diff, run_train, trained
-from let import Projector, alignment_loss, let_lambda, make_projectors
+from let import Projector, alignment_loss, kd_loss, kd_weight, let_lambda, make_projectors
 from model import GPT, GPTConfig
 from teacher import load_teacher
 from test_train import TORCHRUN
@@ -105,6 +105,37 @@ def test_the_teacher_gets_no_gradient_and_never_changes(teacher_ckpt):
     assert teacher.calls == 3
 
 
+# ------------------------------------------------------------------ distillation (SALT, RKD), piece by piece
+
+def test_kd_weight_decays_to_zero_at_its_stop_for_salt_and_stays_constant_for_rkd():
+    assert [kd_weight(s, 2.0, 4) for s in (0, 1, 4, 9)] == [2.0, 1.5, 0.0, 0.0]  # SALT: an early phase
+    assert [kd_weight(s, 0.5, 0) for s in (0, 1000)] == [0.5, 0.5]  # RKD: throughout
+
+
+def test_kd_loss_is_zero_for_identical_distributions_and_positive_otherwise():
+    logits = torch.randn(2, 5, 40)
+    assert kd_loss(logits, logits.clone(), 40).item() == pytest.approx(0.0, abs=1e-6)
+    assert kd_loss(logits + 3.0, logits, 40).item() == pytest.approx(0.0, abs=1e-5)  # softmax ignores a shift
+    assert kd_loss(torch.randn(2, 5, 40), logits, 40).item() > 0.1
+
+
+@pytest.mark.parametrize('tau', [1.0, 2.0, 0.5])
+def test_kd_loss_is_tau_squared_times_the_kl_of_the_softened_distributions(tau):
+    student, teacher = torch.randn(3, 4, 16), torch.randn(3, 4, 16)
+    p_t, p_s = torch.softmax(teacher / tau, -1), torch.softmax(student / tau, -1)
+    kl_per_token = (p_t * (p_t.log() - p_s.log())).sum(-1)  # KL(p_teacher || p_student)
+    assert kd_loss(student, teacher, 16, tau).item() == pytest.approx(tau ** 2 * kl_per_token.mean().item(),
+                                                                      rel=1e-5)
+
+
+def test_kd_loss_ignores_the_padded_ids_beyond_the_vocabulary():
+    student, teacher = torch.randn(2, 3, 64), torch.randn(2, 3, 64)
+    padded_student = student.clone()
+    padded_student[..., 50:] = 100.0  # ids 50..63 pad the vocabulary: never in the data
+    assert kd_loss(padded_student, teacher, 50).item() == pytest.approx(kd_loss(student[..., :50],
+                                                                                teacher[..., :50], 50).item())
+
+
 # ------------------------------------------------------------------ LET inside train.py
 
 def test_let_run_end_to_end_logs_the_alignment_and_stops_the_teacher_at_s_stop(tiny_run, teacher_ckpt):
@@ -157,6 +188,41 @@ def test_let_with_two_ddp_processes_averages_the_projector_and_matches_one_proce
     assert any(k.startswith('projectors.') for k in ddp.params())
 
 
+KD = dict(kd_lambda=1.0, kd_stop=4, kd_temperature=1.0)
+
+
+def test_salt_computes_teacher_logits_only_until_its_stop_while_let_keeps_the_teacher(tiny_run, teacher_ckpt):
+    """LET (S_stop 6) and SALT (stop 4) in one run: the teacher runs to step 6, its logits only to step 4."""
+    run = tiny_run('both', teacher=teacher_ckpt, **dict(LET, let_stop=6), **KD)
+    logs = run.train_log()
+    assert [r['kd_weight'] for r in logs[:5]] == [1.0, 0.75, 0.5, 0.25, 0.0]
+    assert all(r['kd_loss'] > 0 for r in logs[:4]) and all(r['kd_loss'] == 0 for r in logs[4:])
+    assert all(r['align_loss'] > 0 for r in logs[:6]) and all(r['align_loss'] == 0 for r in logs[6:])
+    assert [r['teacher_logit_calls'] for r in logs] == [1, 2, 3, 4, 4, 4, 4, 4]
+    assert [r['teacher_calls'] for r in logs] == [1, 2, 3, 4, 5, 6, 6, 6]  # one forward serves both terms
+
+
+def test_rkd_keeps_the_teacher_for_the_whole_run(tiny_run, teacher_ckpt):
+    run = tiny_run('rkd', teacher=teacher_ckpt, let_lambda=0.0, kd_lambda=0.3, kd_stop=0)
+    logs = run.train_log()
+    assert [r['kd_weight'] for r in logs] == [0.3] * 8
+    assert [r['teacher_logit_calls'] for r in logs] == list(range(1, 9))
+    assert 'teacher released' not in run.output and run.checkpoint()['projectors'] is None
+
+
+def test_kd_weight_zero_trains_exactly_like_plain_training(tiny_run, teacher_ckpt):
+    plain = tiny_run('plain')
+    zero = tiny_run('zero', teacher=teacher_ckpt, let_lambda=0.0, kd_lambda=0.0, kd_stop=4)
+    assert [r['lm_loss'] for r in plain.train_log()] == [r['lm_loss'] for r in zero.train_log()]
+    assert max_diff(plain.params(), zero.params()) == 0.0
+
+
+def test_distillation_changes_training(tiny_run, teacher_ckpt):
+    plain = tiny_run('plain')
+    salt = tiny_run('salt', teacher=teacher_ckpt, let_lambda=0.0, **KD)
+    assert max_diff(plain.params(), salt.params()) > 1e-4
+
+
 # ------------------------------------------------------------------ bad input, caught before any step
 
 @pytest.mark.parametrize('bad, message', [
@@ -165,6 +231,8 @@ def test_let_with_two_ddp_processes_averages_the_projector_and_matches_one_proce
     (dict(let_stop=0), 'let_stop=0 must be a positive'),
     (dict(let_proj='conv'), "let_proj='conv'"),
     (dict(let_loss='kl'), "let_loss='kl'"),
+    (dict(kd_lambda=-1.0), 'kd_lambda=-1.0 must be >= 0'),
+    (dict(kd_lambda=1.0, kd_temperature=0.0), 'kd_temperature=0.0 must be > 0'),
 ])
 def test_bad_let_settings_are_one_clear_error(tiny_error, teacher_ckpt, tmp_path, bad, message):
     assert re.search(message, tiny_error('bad', teacher=teacher_ckpt, **dict(LET, **bad)))
@@ -188,3 +256,7 @@ def test_a_teacher_with_another_tokenizer_is_refused(tiny_error, tmp_path):
                 'model_args': model.config.__dict__}, path)
     assert re.search("'gpt2' tokenizer but the dataset was made with 'byte'.*--tokenizer=gpt2",
                      tiny_error('mismatch', teacher=str(path), **LET))
+
+
+def test_distillation_without_a_teacher_is_an_error(tiny_error):
+    assert 'kd_lambda=1.0 distills from a teacher: set teacher' in tiny_error(kd_lambda=1.0)
