@@ -102,7 +102,7 @@ def ratio(a, b):
     return a / b if a is not None and b else None
 
 
-def compare(baseline, variant, teacher_time=None, s_stop=None):
+def compare(baseline, variant, teacher_time=None, teacher_stop=None):
     """The numbers of one seed. baseline, variant: eval records ({'iter', 'val_loss', 'train_time'}, sorted by
     iter); teacher_time: seconds spent training the teacher, or None when unknown; s_stop: the variant's S_stop,
     or None when it has no teacher."""
@@ -126,8 +126,8 @@ def compare(baseline, variant, teacher_time=None, s_stop=None):
     # S_stop both runs do identical work, so a ratio far from 1 there means the machine's load changed and the
     # wall-clock numbers are noise
     last_step = base_loss[-1][0]
-    if s_stop:
-        stop = min(s_stop, last_step, var_loss[-1][0])
+    if teacher_stop:
+        stop = min(teacher_stop, last_step, var_loss[-1][0])
         out['teacher_step_ratio'] = ratio(step_time(var_time, 0, stop), step_time(base_time, 0, stop))
         # from the first evaluation after S_stop: the step at S_stop also releases the teacher (a one-off cost)
         after = next((x for x, _ in var_loss if x > stop), None)
@@ -147,9 +147,13 @@ def compare(baseline, variant, teacher_time=None, s_stop=None):
 
 @dataclass
 class SpeedupConfig(TrainConfig):
-    variants: dict = field(default_factory=lambda: {'let': {}})  # name -> TrainConfig overrides of one LET run
+    variants: dict = field(default_factory=lambda: {'let': {}})  # name -> TrainConfig overrides of one run
     seeds: tuple = (1337,)            # student seeds; `seed` itself only seeds the teacher's training
     teacher_train: dict = field(default_factory=dict)  # overrides that train a missing ckpt.pt teacher
+    lr_grid: tuple = ()               # learning rates for the baseline; the best one sets the target (empty:
+                                      # learning_rate alone, and the report says the baseline is untuned)
+    tune_variants: bool = False       # True: every variant runs over lr_grid too and is reported at its best
+    jobs: int = 1                     # runs trained at once, each with cpu_count // jobs threads
     speedup_dir: str = 'out-speedup'
     fresh: bool = False               # True: every student run starts from scratch
 
@@ -263,48 +267,97 @@ class RunFailed(RuntimeError):
     pass
 
 
-def run(run_cfg, fresh=False):
-    """Trains run_cfg, or reuses its folder (see the top of the file). Returns (eval records, how), how being
-    'trained', 'resumed' or 'reused'."""
+def plan(run_cfg, fresh=False):
+    """What a run folder needs (see the top of the file): 'reused' (finished earlier with the same settings),
+    'resumed' (unfinished, same settings) or 'trained' (anything else: the folder's old state is removed)."""
     state = None if fresh else saved_state(run_cfg)
     if state and same_settings(state[0], run_cfg):
         evals = read_log(run_cfg.out_dir)
-        if state[1] >= run_cfg.max_iters and evals and evals[-1]['iter'] == run_cfg.max_iters:
-            print(f"{run_cfg.out_dir}: finished earlier with the same settings, reused")
-            return evals, 'reused'
-        how = 'resumed'
-    else:
-        for name in ('ckpt.pt', 'log.jsonl'):  # another run's state: this folder belongs to speedup.py
-            path = os.path.join(run_cfg.out_dir, name)
-            if os.path.exists(path):
-                os.remove(path)
-        how = 'trained'
-    cmd = [sys.executable, os.path.join(REPO_DIR, 'train.py'), *to_args(dataclasses.asdict(run_cfg))]
-    if subprocess.run(cmd).returncode != 0:
-        raise RunFailed(f"this run failed (its error is above): {' '.join(map(quote, cmd))}")
-    return read_log(run_cfg.out_dir), how
+        finished = state[1] >= run_cfg.max_iters and evals and evals[-1]['iter'] == run_cfg.max_iters
+        return 'reused' if finished else 'resumed'
+    for name in ('ckpt.pt', 'log.jsonl'):  # another run's state: this folder belongs to speedup.py
+        path = os.path.join(run_cfg.out_dir, name)
+        if os.path.exists(path):
+            os.remove(path)
+    return 'trained'
 
 
-def prepare_teacher(cfg):
-    """Trains, finishes or reuses the teacher, then loads it once to check it against the data: a wrong
-    tokenizer or a too-short context is an error now, not after the baseline has trained. Returns what the
-    report says about the teacher."""
-    info = {'spec': cfg.teacher, 'how': 'given', 'train_time': None, 'val_loss': None, 'iters': None}
+def run_all(run_cfgs, jobs=1, fresh=False):
+    """Trains the runs {key: TrainConfig} that need it, `jobs` train.py processes at a time (each with its
+    share of the CPU threads), and returns {key: (eval records, how)}. One job streams its output here;
+    several write theirs to out_dir/train.out."""
+    hows = {key: plan(run_cfg, fresh) for key, run_cfg in run_cfgs.items()}
+    todo = [key for key, how in hows.items() if how != 'reused']
+    for key, how in hows.items():
+        if how == 'reused':
+            print(f"{run_cfgs[key].out_dir}: finished earlier with the same settings, reused")
+    env = None
+    if jobs > 1:  # each process gets its share of the cores: oversubscribed threads only wait on each other
+        env = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // jobs)))
+    running = {}
+    while todo or running:
+        while todo and len(running) < jobs:
+            key = todo.pop(0)
+            run_cfg = run_cfgs[key]
+            cmd = [sys.executable, os.path.join(REPO_DIR, 'train.py'), *to_args(dataclasses.asdict(run_cfg))]
+            print(f"\n=== {hows[key]}: {run_cfg.out_dir}", flush=True)
+            out = None
+            if jobs > 1:
+                os.makedirs(run_cfg.out_dir, exist_ok=True)
+                out = open(os.path.join(run_cfg.out_dir, 'train.out'), 'w')
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT if out else None, env=env)
+            running[key] = (proc, cmd, out)
+        time.sleep(0.1)
+        for key in [key for key, (proc, _, _) in running.items() if proc.poll() is not None]:
+            proc, cmd, out = running.pop(key)
+            if out:
+                out.close()
+            if proc.returncode != 0:
+                for other, _, _ in running.values():
+                    other.terminate()
+                where = f" (its output: {out.name})" if out else " (its error is above)"
+                raise RunFailed(f"a run failed{where}: {' '.join(map(quote, cmd))}")
+            if jobs > 1:
+                print(f"=== done: {run_cfgs[key].out_dir}", flush=True)
+    return {key: (read_log(run_cfg.out_dir), hows[key]) for key, run_cfg in run_cfgs.items()}
+
+
+def uses_teacher(run_cfg):
+    return bool(run_cfg.teacher) and (run_cfg.let_lambda > 0 or run_cfg.kd_lambda > 0)
+
+
+def teacher_steps(run_cfg):
+    """The steps during which the run's teacher runs (S_stop, SALT's stop, all of them for RKD), or None."""
+    if not uses_teacher(run_cfg):
+        return None
+    let_steps = run_cfg.let_stop if run_cfg.let_lambda > 0 else 0
+    kd_steps = (run_cfg.kd_stop or run_cfg.max_iters) if run_cfg.kd_lambda > 0 else 0
+    return min(run_cfg.max_iters, max(let_steps, kd_steps))
+
+
+def teacher_plan(cfg):
+    """The teacher's training run when speedup.py trains (or finishes) it, else None; and how it came to be.
+    A missing teacher without teacher_train is an error now, before any compute."""
     path = cfg.teacher if cfg.teacher.endswith('.pt') else os.path.join(cfg.teacher, 'ckpt.pt')
     if trains_teacher(cfg):
         tcfg = teacher_config(cfg)
         state = saved_state(tcfg) if os.path.isfile(path) else None
-        if not os.path.isfile(path) or (state and same_settings(state[0], tcfg)):
-            print(f"teacher {cfg.teacher}: " + ('training it' if state is None else 'found, trained with teacher_train'))
-            run(tcfg)  # trains it, finishes an interrupted training, or only reads the finished log
-            info['how'] = 'trained here' if state is None else 'trained with teacher_train by an earlier run'
-        else:
-            print(f"teacher {cfg.teacher} exists but was not trained with teacher_train: used as is (move "
-                  f"{os.path.dirname(path) or '.'} away to train it with teacher_train)")
+        if not os.path.isfile(path):
+            return tcfg, 'trained here'
+        if state and same_settings(state[0], tcfg):
+            return tcfg, 'trained with teacher_train by an earlier run'
+        print(f"teacher {cfg.teacher} exists but was not trained with teacher_train: used as is (move "
+              f"{os.path.dirname(path) or '.'} away to train it with teacher_train)")
     elif cfg.teacher.endswith('.pt') and not os.path.isfile(path):
         raise ConfigError(f"teacher {cfg.teacher} does not exist and teacher_train is empty: set teacher_train "
                           f"(e.g. teacher_train = dict(n_layer=3, n_embd=128, max_iters=3000)) to train it here")
+    return None, 'given'
 
+
+def teacher_info(cfg, how):
+    """Loads the teacher once to check it against the data (a wrong tokenizer or a too-short context is an
+    error before the students train), and returns what the report says about it."""
+    info = {'spec': cfg.teacher, 'how': how, 'train_time': None, 'val_loss': None, 'iters': None}
     try:
         t = load_teacher(cfg.teacher)
     except (OSError, ValueError, ImportError) as e:
@@ -313,11 +366,12 @@ def prepare_teacher(cfg):
     c = t.model.config
     info['shape'] = f"{c.n_layer} blocks x {c.n_embd} ({c.n_head} heads), {t.n_params / 1e6:.2f}M parameters"
     t.release()
-    if os.path.isfile(path):
-        info['iters'] = load_checkpoint(path).get('iter_num') if os.path.basename(path) == 'ckpt.pt' else None
+    path = cfg.teacher if cfg.teacher.endswith('.pt') else os.path.join(cfg.teacher, 'ckpt.pt')
+    if os.path.isfile(path) and os.path.basename(path) == 'ckpt.pt':
+        info['iters'] = load_checkpoint(path).get('iter_num')
         evals = read_log(os.path.dirname(path) or '.')
         if evals:
-            # its training time can be charged to LET only when its own log says what it was
+            # its training time can be charged to the variants only when its own log says what it was
             info['train_time'], info['val_loss'] = evals[-1]['train_time'], evals[-1]['val_loss']
             if info['how'] == 'given':
                 info['how'] = 'given, with its training log'
@@ -434,7 +488,7 @@ def plot_curves(runs, x_key, path, title, targets, s_stops):
         if len(per_seed) > 1:
             ax.fill_between(xs, lo, hi, color=color, alpha=0.2, linewidth=0)
         if x_key == 'iter' and s_stops.get(name):
-            ax.axvline(s_stops[name], color=color, linestyle=':', linewidth=1)  # S_stop: alignment ends here
+            ax.axvline(s_stops[name], color=color, linestyle=':', linewidth=1)  # the teacher stops here
         tenth = interp_at(list(zip([steps[j] for j in keep], mean)), 0.1 * steps[-1])
         tops.append(tenth if tenth is not None else mean[0])
         bottoms.append(min(lo))
@@ -466,55 +520,88 @@ def machine(device_setting):
 
 
 def let_settings(run_cfg):
-    if not run_cfg.teacher or run_cfg.let_lambda == 0:
-        return 'no teacher (plain training)'
-    return (f"teacher {run_cfg.teacher}, lambda0 {run_cfg.let_lambda:g}, S_stop {run_cfg.let_stop}, "
-            f"student block(s) k={list(run_cfg.let_layers)} (from 0), projector {run_cfg.let_proj}, "
-            f"loss {run_cfg.let_loss}")
+    """The run's use of a teacher, in words: LET's settings, the distillation's, or none."""
+    parts = [f"learning rate {run_cfg.learning_rate:g}"]
+    if uses_teacher(run_cfg):
+        parts.append(f"teacher {run_cfg.teacher}")
+    if uses_teacher(run_cfg) and run_cfg.let_lambda > 0:
+        parts.append(f"LET: lambda0 {run_cfg.let_lambda:g}, S_stop {run_cfg.let_stop}, block(s) "
+                     f"k={list(run_cfg.let_layers)} (from 0), projector {run_cfg.let_proj}, loss {run_cfg.let_loss}")
+    if uses_teacher(run_cfg) and run_cfg.kd_lambda > 0:
+        kind = f"SALT-style, weight falling to 0 at step {run_cfg.kd_stop}" if run_cfg.kd_stop else "RKD, constant"
+        parts.append(f"KD ({kind}): w0 {run_cfg.kd_lambda:g}, temperature {run_cfg.kd_temperature:g}")
+    if not uses_teacher(run_cfg):
+        parts.append("no teacher (plain training)")
+    return '; '.join(parts)
 
 
-def write_report(cfg, command, configs, results, teacher, hows, total_time):
-    """Console table, report.md and the two plots in speedup_dir."""
+def grid_table(grids, best_lr, seeds):
+    """Final val loss at each learning rate tried, per seed and mean; the one chosen is marked."""
+    rows = []
+    for name, by_lr in grids.items():
+        for lr, losses in by_lr.items():
+            mark = ' (chosen)' if len(by_lr) > 1 and lr == best_lr[name] else ''
+            rows.append([name, f"{lr:g}{mark}", *[f"{v:.4f}" for v in losses], f"{sum(losses) / len(losses):.4f}"])
+    return table(['run', 'learning rate'] + [f'final val, seed {s}' for s in seeds] + ['mean'], rows)
+
+
+def target_line(cfg, best_lr, grids):
+    """Which baseline the speedups are measured against, in one sentence: tuned or not."""
+    lrs = list(grids['baseline'])
+    if len(lrs) > 1:
+        return (f"Target: the final val loss of the baseline at learning rate {best_lr['baseline']:g}, the best "
+                f"of {', '.join(f'{lr:g}' for lr in lrs)} (lowest mean final val loss over {len(cfg.seeds)} "
+                f"seed(s)); the variants ran at "
+                + ("their own best learning rate of the same grid." if cfg.tune_variants else
+                   "the same learning rate."))
+    return (f"Target: the final val loss of an UNTUNED baseline (learning rate {lrs[0]:g} only): speedups against "
+            f"it may overstate the gain; set lr_grid to tune it.")
+
+
+def write_report(cfg, command, configs, results, teacher, hows, grids, best_lr, total_time):
+    """Console table, report.md and the two plots in speedup_dir. configs and hows: {(seed, name): ...} of the
+    runs compared (each at its chosen learning rate); grids: {name: {learning rate: final val loss per seed}}."""
     seeds = list(cfg.seeds)
     base_cfg = configs[(seeds[0], 'baseline')]
-    charged = teacher['train_time'] is not None
+    charged = any(r['time_speedup_with_teacher'] is not None for per_seed in results.values() for r in per_seed)
+    best_lr = {name: configs[(seeds[0], name)].learning_rate for name in best_lr}
     runs = {'baseline': [hows[(s, 'baseline')][0] for s in seeds]}
     runs.update({name: [hows[(s, name)][0] for s in seeds] for name in cfg.variants})
     targets = [r['target'] for r in next(iter(results.values()))]
-    s_stops = {name: configs[(seeds[0], name)].let_stop for name in cfg.variants
-               if configs[(seeds[0], name)].teacher and configs[(seeds[0], name)].let_lambda > 0}
+    stops = {name: teacher_steps(configs[(seeds[0], name)]) for name in cfg.variants}
     plot_curves(runs, 'iter', os.path.join(cfg.speedup_dir, 'val_loss_vs_steps.png'),
-                'validation loss vs steps (dotted: S_stop)', targets, s_stops)
+                'validation loss vs steps (dotted: the teacher stops)', targets, stops)
     plot_curves(runs, 'train_time', os.path.join(cfg.speedup_dir, 'val_loss_vs_time.png'),
-                'validation loss vs training time', targets, s_stops)
+                'validation loss vs training time', targets, stops)
 
+    target = target_line(cfg, best_lr, grids)
     summary = speedup_table(results, charged) + '\n\n' + gap_table(results)
     lines = [headline(name, per_seed) for name, per_seed in results.items()]
-    print('\n' + summary + '\n\n' + '\n'.join(lines))
+    lr_table = grid_table(grids, best_lr, seeds)
+    print('\n' + lr_table + '\n\n' + summary + '\n\n' + target + '\n' + '\n'.join(lines))
 
     tokens_per_iter = base_cfg.batch_size * base_cfg.gradient_accumulation_steps * base_cfg.block_size
     arch = (f"{base_cfg.n_layer} blocks x {base_cfg.n_embd} ({base_cfg.n_head} heads), {base_cfg.norm}, "
             f"{base_cfg.mlp}, {base_cfg.pos} positions, bias {base_cfg.bias}")
-    if teacher['how'].startswith('trained here'):
-        teacher_line = (f"`{teacher['spec']}`, {teacher['how']}: {teacher['shape']}, {teacher['iters']} steps, "
-                        f"training time {teacher['train_time']:.1f} s, final val loss {teacher['val_loss']:.4f}")
-    else:
-        teacher_line = f"`{teacher['spec']}`, {teacher['how']}" + (f": {teacher['shape']}" if teacher['shape'] else '')
-        if charged:
-            teacher_line += (f", training time {teacher['train_time']:.1f} s (from its log), "
-                             f"final val loss {teacher['val_loss']:.4f}")
+    teacher_line = f"`{teacher['spec']}`, {teacher['how']}" + (f": {teacher['shape']}" if teacher['shape'] else '')
+    if teacher['train_time'] is not None:
+        teacher_line += (f", {teacher['iters']} steps, training time {teacher['train_time']:.1f} s (its log), "
+                         f"final val loss {teacher['val_loss']:.4f}")
     reused = [f"seed{s}/{n}" for (s, n), (_, how) in hows.items() if how != 'trained']
     md = [
         '# LET speedup report', '',
-        f"Made by `{command}` on {time.strftime('%Y-%m-%d %H:%M')} in {total_time / 60:.1f} min.", '',
+        f"Made by `{command}` on {time.strftime('%Y-%m-%d %H:%M')} in {total_time / 60:.1f} min"
+        + (f", {cfg.jobs} runs at a time (wall-clock figures include their sharing of the machine)"
+           if cfg.jobs > 1 else '') + ".", '',
         f"Machine: {machine(base_cfg.device)}, dtype setting `{base_cfg.dtype}`.", '',
         '## Settings', '',
         f"- data: `{base_cfg.dataset}`, {tokens_per_iter:,} tokens per step ({base_cfg.batch_size} x "
         f"{base_cfg.gradient_accumulation_steps} x {base_cfg.block_size}), {base_cfg.max_iters} steps = "
         f"{tokens_per_iter * base_cfg.max_iters:,} tokens per run; evaluation every {base_cfg.eval_interval} steps "
         f"on {base_cfg.eval_iters} batches",
-        f"- student: {arch}, {student_params(base_cfg) / 1e6:.2f}M parameters; lr {base_cfg.learning_rate:g} "
-        f"(warmup {base_cfg.warmup_iters}, cosine to {base_cfg.min_lr:g} at {base_cfg.lr_decay_iters})",
+        f"- student: {arch}, {student_params(base_cfg) / 1e6:.2f}M parameters; warmup {base_cfg.warmup_iters}, "
+        f"cosine to min_lr = {base_cfg.min_lr / base_cfg.learning_rate:g} x the learning rate at "
+        f"{base_cfg.lr_decay_iters}",
         f"- teacher: {teacher_line}",
         f"- seeds: {', '.join(map(str, seeds))} (each: data order and student init; the same for every run)",
         '- runs:',
@@ -524,20 +611,21 @@ def write_report(cfg, command, configs, results, teacher, hows, total_time):
            for name, overrides in cfg.variants.items()]
     if reused:
         md += [f"- reused from an earlier invocation (same settings): {', '.join(reused)}"]
-    md += ['', '## Results', '', *[f"- {line}" for line in lines], '', summary, '',
-           "Target: the baseline's final val loss, per seed. Steps and times at the target are the first crossing, "
-           "linearly interpolated between the two evaluations around it. Wall-clock uses train_time (training steps "
-           "only, the teacher's forward included, evaluation excluded)"
-           + ("; 'incl. teacher training' also charges the teacher's own training time to each variant, as if it "
-              "were trained for this one student" if charged else '') + ". Val gap: variant minus baseline val loss "
-           "at that fraction of training (negative: the variant is ahead)."
+    md += ['', '## Results', '', target, '', *[f"- {line}" for line in lines], '', summary, '',
+           "Steps and times at the target are the first crossing, linearly interpolated between the two evaluations "
+           "around it. Wall-clock uses train_time (training steps only, the teacher's forward included, evaluation "
+           "excluded)"
+           + ("; 'incl. teacher training' also charges the teacher's own training time to each variant that uses "
+              "it, as if it were trained for this one student" if charged else '') + ". Val gap: variant minus "
+           "baseline val loss at that fraction of training (negative: the variant is ahead)."
            + " Step time: the variant's mean seconds per step relative to the baseline's over the same steps, "
-           "before S_stop (the teacher's forward and the alignment: the paper reports about 8% lower throughput) "
-           "and after it (identical work: far from 1.00x means the machine's load changed during the runs, and "
-           "wall-clock numbers should not be trusted)."
-           + (" Several seeds: mean ± sample std [min..max]." if len(seeds) > 1 else ''), '']
+           "while its teacher runs (its forward and the extra loss: the paper reports about 8% lower throughput "
+           "for LET) and after (identical work: far from 1.00x means the machine's load changed during the runs, "
+           "and wall-clock numbers should not be trusted)."
+           + (" Several seeds: mean ± sample std [min..max]." if len(seeds) > 1 else ''), '',
+           '## Learning rates', '', lr_table, '']
     if len(seeds) > 1 or any(r['steps'] is None for per_seed in results.values() for r in per_seed):
-        md += ['Per seed:', '', seed_table(results, seeds), '']
+        md += ['## Per seed', '', seed_table(results, seeds), '']
     md += ['![val loss vs steps](val_loss_vs_steps.png)', '', '![val loss vs training time](val_loss_vs_time.png)', '']
     path = os.path.join(cfg.speedup_dir, 'report.md')
     with open(path, 'w') as f:
@@ -555,6 +643,11 @@ def quote(arg):
     return f'"{arg}"'
 
 
+def mean_final(evals_per_seed):
+    """Mean over seeds of the final val loss: how a learning rate is judged."""
+    return sum(evals[-1]['val_loss'] for evals in evals_per_seed) / len(evals_per_seed)
+
+
 def main(args=None, overrides=None):
     """Runs the whole check; returns {variant: [compare() result per seed]}. args: as on the command line;
     overrides: a dict applied last (for tests)."""
@@ -570,40 +663,76 @@ def main(args=None, overrides=None):
                           "python speedup.py config/speedup_shakespeare.py)")
     if not cfg.variants or not cfg.seeds:
         raise ConfigError("variants and seeds must not be empty")
+    if cfg.jobs < 1 or not all(isinstance(lr, float) and lr > 0 for lr in cfg.lr_grid):
+        raise ConfigError(f"jobs={cfg.jobs} must be >= 1 and lr_grid={cfg.lr_grid} positive floats")
     for name, overrides in cfg.variants.items():
         if not isinstance(overrides, dict) or not isinstance(name, str) or name == 'baseline' or \
                 not name.replace('-', '').replace('_', '').replace('.', '').isalnum():
             raise ConfigError(f"variants: {name!r}: {overrides!r} must be a name (letters, digits, - _ .; not "
                               f"'baseline') and a dict of TrainConfig overrides")
-    configs = {}
-    for seed in cfg.seeds:
-        configs[(seed, 'baseline')] = run_config(cfg, seed, 'baseline', {'teacher': ''})
-        for name, overrides in cfg.variants.items():
-            configs[(seed, name)] = run_config(cfg, seed, name, overrides)
-    if trains_teacher(cfg):
-        teacher_config(cfg)
-    for (_, name), run_cfg in configs.items():
+    grid = tuple(cfg.lr_grid) or (cfg.learning_rate,)
+
+    def config(seed, name, overrides, lr):
+        """One run at learning rate lr (min_lr keeps its ratio to it); a variant that sets its own
+        learning_rate keeps it. With a grid, every folder names its learning rate."""
+        lr = overrides.get('learning_rate', lr)
+        settings = dict({'learning_rate': lr, 'min_lr': lr * cfg.min_lr / cfg.learning_rate}, **overrides)
+        return run_config(cfg, seed, f"{name}-lr{lr:g}" if cfg.lr_grid else name, settings)
+
+    variant_cfgs = {(seed, name, lr): config(seed, name, overrides, lr)
+                    for seed in cfg.seeds for name, overrides in cfg.variants.items() for lr in grid}
+    baseline_cfgs = {(seed, 'baseline', lr): config(seed, 'baseline', {'teacher': ''}, lr)
+                     for seed in cfg.seeds for lr in grid}
+    for (_, name, _), run_cfg in variant_cfgs.items():
         if run_cfg.teacher not in ('', cfg.teacher) and run_cfg.teacher.endswith('.pt') and \
                 not os.path.isfile(run_cfg.teacher):
             raise ConfigError(f"variant {name!r}: teacher {run_cfg.teacher} does not exist (only the shared "
                               f"`teacher` is trained by teacher_train)")
+    teacher_run, teacher_how = teacher_plan(cfg)
 
     ensure_dataset(cfg.dataset)
     os.makedirs(cfg.speedup_dir, exist_ok=True)
-    teacher = prepare_teacher(cfg)
+    if teacher_run is None:
+        teacher = teacher_info(cfg, teacher_how)  # a given teacher is checked before anything trains
 
-    hows = {}
-    for i, ((seed, name), run_cfg) in enumerate(configs.items()):
-        print(f"\n=== run {i + 1}/{len(configs)}: seed {seed}, {name} -> {run_cfg.out_dir}")
-        hows[(seed, name)] = run(run_cfg, fresh=cfg.fresh)
+    # the baseline over the grid (and the teacher beside it), then the variants
+    first = dict(baseline_cfgs)
+    if teacher_run is not None:
+        first['teacher'] = teacher_run
+    done = run_all(first, cfg.jobs, cfg.fresh)
+    if teacher_run is not None:
+        teacher = teacher_info(cfg, teacher_how)
 
-    def s_stop(run_cfg):
-        return run_cfg.let_stop if run_cfg.teacher and run_cfg.let_lambda > 0 else None
+    def best(name, cfgs):
+        """The learning rate of `name` with the lowest mean final val loss over the seeds."""
+        lrs = sorted({lr for (_, n, lr) in cfgs if n == name})
+        return min(lrs, key=lambda lr: mean_final([done[(seed, name, lr)][0] for seed in cfg.seeds]))
 
-    results = {name: [compare(hows[(seed, 'baseline')][0], hows[(seed, name)][0], teacher['train_time'],
-                              s_stop(configs[(seed, name)])) for seed in cfg.seeds]
+    best_lr = {'baseline': best('baseline', baseline_cfgs)}
+
+    def runs_at(name, lr):
+        if 'learning_rate' in cfg.variants[name]:
+            return lr == grid[0]  # the variant's own learning rate, one run per seed
+        return cfg.tune_variants or lr == best_lr['baseline']
+
+    wanted = {key: run_cfg for key, run_cfg in variant_cfgs.items() if runs_at(key[1], key[2])}
+    done.update(run_all(wanted, cfg.jobs, cfg.fresh))
+    for name in cfg.variants:
+        best_lr[name] = best(name, wanted)
+
+    chosen = {(seed, name): (baseline_cfgs if name == 'baseline' else variant_cfgs)[(seed, name, lr)]
+              for name, lr in best_lr.items() for seed in cfg.seeds}
+    hows = {(seed, name): done[(seed, name, lr)] for name, lr in best_lr.items() for seed in cfg.seeds}
+    results = {name: [compare(hows[(seed, 'baseline')][0], hows[(seed, name)][0],
+                              teacher['train_time'] if uses_teacher(chosen[(seed, name)]) else None,
+                              teacher_steps(chosen[(seed, name)])) for seed in cfg.seeds]
                for name in cfg.variants}
-    write_report(cfg, command, configs, results, teacher, hows, time.time() - t_start)
+    tried = {**baseline_cfgs, **wanted}
+    grids = {name: {tried[(cfg.seeds[0], name, lr)].learning_rate:
+                    [done[(seed, name, lr)][0][-1]['val_loss'] for seed in cfg.seeds]
+                    for lr in sorted({lr for (_, n, lr) in tried if n == name})}
+             for name in best_lr}  # {name: {learning rate: final val loss per seed}}
+    write_report(cfg, command, chosen, results, teacher, hows, grids, best_lr, time.time() - t_start)
     return results
 
 

@@ -9,7 +9,7 @@ import torch
 import speedup
 from checkpoint import plain
 from configurator import ConfigError, TrainConfig, load_config
-from conftest import REPO, TINY
+from conftest import REPO, TINY, read_log
 from speedup import aggregate, compare, fmt_stat, interp_at, steps_to_reach
 
 
@@ -35,7 +35,7 @@ def test_speedup_in_steps_and_in_time_with_and_without_the_teachers_training():
     baseline = evals([(0, 5.0, 0.0), (10, 3.0, 1.0), (20, 2.2, 2.0), (30, 2.0, 3.0)])
     # ahead, but its steps cost 1.5x while the teacher runs (to S_stop = 10), then the same as the baseline's
     variant = evals([(0, 5.0, 0.0), (10, 2.5, 1.5), (20, 1.5, 2.5), (30, 1.4, 3.5)])
-    r = compare(baseline, variant, teacher_time=1.0, s_stop=10)
+    r = compare(baseline, variant, teacher_time=1.0, teacher_stop=10)
     assert r['target'] == 2.0 and r['base_steps'] == 30 and r['base_time'] == 3.0
     assert r['steps'] == pytest.approx(15)            # 2.0 is halfway from 2.5 (step 10) to 1.5 (step 20)
     assert r['step_speedup'] == pytest.approx(2.0)
@@ -130,9 +130,10 @@ def test_the_whole_check_trains_teacher_and_runs_then_reports_and_reuses_them(sh
     assert '](val_loss_vs_steps.png)' in report and '](val_loss_vs_time.png)' in report
     rows = [line for line in report.splitlines() if line.startswith('| ')]
     for name in ('let', 'let-interp'):
-        assert sum(row.startswith(f'| {name} ') for row in rows) == 4  # speedup and gap tables, a row per seed
+        assert sum(row.startswith(f'| {name} ') for row in rows) == 5  # speedup, gap, lr tables; a row per seed
     assert 'python speedup.py' in report and 'torch ' + torch.__version__ in report
     assert 'trained here' in report
+    assert 'Target: the final val loss of an UNTUNED baseline (learning rate 0.003 only)' in report
     assert set(results) == {'let', 'let-interp'} and all(len(r) == 2 for r in results.values())
 
     # the same command again: every run is finished with the same settings, so nothing trains and nothing changes
@@ -141,6 +142,39 @@ def test_the_whole_check_trains_teacher_and_runs_then_reports_and_reuses_them(sh
     assert {p: p.stat().st_mtime for p in out.glob('seed*/*/ckpt.pt')} == mtimes
     assert again == results
     assert 'reused from an earlier invocation' in (out / 'report.md').read_text()
+
+
+def test_the_lr_grid_tunes_the_baseline_and_the_report_names_it_with_distillation_variants(shakespeare_byte,
+                                                                                         tmp_path, one_thread):
+    """Two learning rates for the baseline: the one with the lower mean final val loss sets the target and the
+    variants run at it; a KD variant (SALT) runs beside LET, and a variant without a teacher is never charged
+    the teacher's training time."""
+    variants = {'let': dict(let_proj='linear', let_lambda=1.0, let_stop=8),
+                'salt': dict(let_lambda=0.0, kd_lambda=1.0, kd_stop=8),
+                'plain-again': dict(teacher='')}
+    cfg = tiny_speedup(tmp_path, shakespeare_byte, lr_grid=(3e-4, 3e-3), variants=variants, jobs=2)
+    results = speedup.main([], cfg)
+    out = tmp_path / 'speedup'
+
+    def final(seed, run):
+        return read_log(str(out / f'seed{seed}' / run))[-1]['val_loss']
+    means = {lr: (final(1, f'baseline-lr{lr:g}') + final(2, f'baseline-lr{lr:g}')) / 2 for lr in (3e-4, 3e-3)}
+    best = min(means, key=means.get)
+    assert best == 3e-3  # 16 steps at 3e-4 barely move: the grid must find the larger one
+    for seed in (1, 2):
+        assert results['let'][seed - 1]['target'] == final(seed, 'baseline-lr0.003')
+        assert (out / f'seed{seed}' / 'salt-lr0.003' / 'log.jsonl').exists()
+        assert not (out / f'seed{seed}' / 'salt-lr0.0003').exists()  # variants run at the baseline's best only
+    report = (out / 'report.md').read_text()
+    assert 'Target: the final val loss of the baseline at learning rate 0.003, the best of 0.0003, 0.003' in report
+    assert '| baseline | 0.003 (chosen) |' in report.replace('  ', ' ').replace('  ', ' ')
+    assert 'KD (SALT-style, weight falling to 0 at step 8): w0 1' in report
+    with_teacher = results['let'] + results['salt']
+    assert all(r['teacher_step_ratio'] is not None for r in with_teacher)
+    assert all((r['time_speedup_with_teacher'] is None) == (r['steps'] is None) for r in with_teacher)
+    # the plain variant reaches the target (it is the baseline again), and is not charged the teacher's time
+    assert all(r['steps'] is not None and r['time_speedup_with_teacher'] is None for r in results['plain-again'])
+    assert all(r['teacher_step_ratio'] is None for r in results['plain-again'])
 
 
 def test_a_run_folder_is_reused_resumed_or_started_over_by_its_settings(shakespeare_byte, tmp_path, one_thread):
