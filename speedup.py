@@ -1,17 +1,23 @@
 """
-A quick, honest check of the LET speedup (arXiv 2602.05393): train a plain baseline and one or more LET
-variants on the same data order, the same student initialisation and the same schedule, then ask how many
-steps and how much training time each variant needs to reach the baseline's final validation loss.
+A quick, honest check of the LET speedup (arXiv 2602.05393): train a plain baseline, tuned over a grid of
+learning rates, and the variants (LET, and the paper's distillation baselines SALT and RKD) on the same data
+order, the same student initialisation and the same schedule; then ask how many steps and how much training
+time each variant needs to reach the tuned baseline's final validation loss.
 
-$ python speedup.py config/speedup_shakespeare.py                      # byte-level Shakespeare, CPU, ~8 min
-$ python speedup.py config/speedup_shakespeare.py --seeds="(1, 2, 3)"  # mean and spread over seeds
+$ python speedup.py config/speedup_shakespeare.py                      # byte-level Shakespeare, CPU
+$ python speedup.py config/speedup_shakespeare.py --seeds="(1, 2)"     # other seeds
 $ python speedup.py config/speedup_smollm2.py                          # SmolLM2-135M teacher, one GPU
 
-Every TrainConfig setting (train.py) is valid here and shared by all student runs; speedup.py adds:
-  variants       {name: {TrainConfig overrides}}, each applied on top of the shared settings for one LET run
+Every TrainConfig setting (configurator.py) is valid here and shared by all student runs; speedup.py adds:
+  variants       {name: {TrainConfig overrides}}, each applied on top of the shared settings for one run
   seeds          one baseline and one run per variant for each seed (data order and student init follow it)
+  lr_grid        learning rates tried for the baseline (min_lr keeps its ratio to learning_rate); the one with
+                 the lowest mean final val loss over the seeds sets the target, and the variants run at it.
+                 Empty: learning_rate alone, and the report says the baseline is untuned
+  tune_variants  True: every variant also runs over lr_grid and is reported at its own best
   teacher_train  overrides that train the teacher first when `teacher` is a ckpt.pt that does not exist yet
-  speedup_dir    where runs, report.md and plots go: speedup_dir/seed<seed>/<baseline|variant>/
+  jobs           runs trained at once, each with cpu_count // jobs threads (output in out_dir/train.out)
+  speedup_dir    where runs, report.md and plots go: speedup_dir/seed<seed>/<run>[-lr<lr>]/
   fresh          True: train every student run from scratch (the teacher is kept; delete its folder to retrain)
 
 Reuse: a run folder whose checkpoint was written with the same settings is not trained again: finished, its
@@ -19,14 +25,14 @@ log is read as it is; unfinished (a crash, Ctrl-C), train.py resumes it exactly 
 with other settings is cleared and trained anew. The same goes for a self-trained teacher: one with the
 settings of teacher_train is reused or finished; any other existing checkpoint is a given teacher, used as is.
 
-Numbers, per seed, with target = the baseline's final val loss:
+Numbers, per seed, with target = the (tuned) baseline's final val loss:
   steps to target   first evaluation crossing of the target, linearly interpolated between the two
                     evaluations around it (the baseline's own crossing is its last step unless it dipped lower
                     earlier: the same definition for every run)
   step speedup      baseline steps / variant steps
   wall-clock        baseline train_time / variant train_time at the crossing (train.py's train_time: seconds
                     inside training steps, the teacher's forward included, evaluation and saving excluded);
-                    when the teacher was trained by us, also with its training time charged to the variant
+                    for a variant that uses a teacher trained here, also with its training time charged
   gap at x%         variant val loss - baseline val loss at x% of the baseline's steps (interpolated)
 A variant that never reaches the target is "not reached" with its final gap; no speedup is extrapolated.
 """
@@ -299,7 +305,10 @@ def run_all(run_cfgs, jobs=1, fresh=False):
         while todo and len(running) < jobs:
             key = todo.pop(0)
             run_cfg = run_cfgs[key]
-            cmd = [sys.executable, os.path.join(REPO_DIR, 'train.py'), *to_args(dataclasses.asdict(run_cfg))]
+            settings = dataclasses.asdict(run_cfg)
+            if jobs > 1:
+                settings['progress'] = False  # a progress bar in a file is noise
+            cmd = [sys.executable, os.path.join(REPO_DIR, 'train.py'), *to_args(settings)]
             print(f"\n=== {hows[key]}: {run_cfg.out_dir}", flush=True)
             out = None
             if jobs > 1:
@@ -696,9 +705,8 @@ def main(args=None, overrides=None):
         teacher = teacher_info(cfg, teacher_how)  # a given teacher is checked before anything trains
 
     # the baseline over the grid (and the teacher beside it), then the variants
-    first = dict(baseline_cfgs)
-    if teacher_run is not None:
-        first['teacher'] = teacher_run
+    first = {'teacher': teacher_run} if teacher_run is not None else {}  # first: the longest, needed next
+    first.update(baseline_cfgs)
     done = run_all(first, cfg.jobs, cfg.fresh)
     if teacher_run is not None:
         teacher = teacher_info(cfg, teacher_how)

@@ -1,4 +1,4 @@
-# The teacher of the CPU demo: the demo's data and schedule (config/train_shakespeare_byte.py), a model 1/15 of
+# The teacher of the CPU demo: the demo's data and schedule (config/train_shakespeare_byte.py), a model 1/5 of
 # the student's size, trained 5x longer ("late" in its training).
 # $ python train.py config/teacher_shakespeare.py          (about 2 minutes on a 2-core CPU)
 # speedup.py config/speedup_shakespeare.py trains exactly this into the same folder when it is missing.
@@ -7,6 +7,6 @@ exec(open(os.path.join(os.path.dirname(__file__), 'train_shakespeare_byte.py')).
 out_dir = 'out-shakespeare-teacher'
 n_layer = 2                        # 2 blocks x 64 wide: 0.12M parameters
 n_embd = 64
-max_iters = 2000                   # 4.1M tokens
+max_iters = 2000                   # 2.0M tokens, 5x the student's
 lr_decay_iters = 2000
 eval_interval = 500
