@@ -281,3 +281,17 @@ def test_datasets_from_before_the_dtype_key_are_uint16(tmp_path):
     (data / "meta.json").write_text(json.dumps(meta))
     assert check_dataset(data)["dtype"] == "uint16"
     assert TokenWindows(str(data / "train.bin"), 2, seed=0).read([0])[0].tolist() == [[1, 2]]
+
+
+def test_a_hf_tokenizer_prepares_into_a_folder_named_by_its_label(sdist, tmp_path, monkeypatch):
+    pytest.importorskip("tokenizers")
+    from hf_assets import train_bpe, write_tokenizer
+    folder = write_tokenizer(tmp_path / "Pythia-160M", train_bpe("neox")[1])
+    monkeypatch.setattr(shakespeare, "HERE", str(tmp_path / "shakespeare"))
+    out_dir = shakespeare.prepare(folder, source=sdist)
+    meta, _ = read_dataset(out_dir)
+    assert out_dir == str(tmp_path / "shakespeare" / "pythia-160m")
+    assert meta["tokenizer"].startswith("pythia-160m-") and meta["tokenizer_source"] == folder
+    assert meta["eot_token"] == 0 and meta["dtype"] == "uint16"
+    with pytest.raises(DataError, match="--tokenizer=nowhere-at-all: unknown tokenizer"):
+        shakespeare.prepare("nowhere-at-all", source=sdist, out_dir=tmp_path / "x")
