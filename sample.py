@@ -39,7 +39,7 @@ def main():
     try:
         tok = get_tokenizer(args.tokenizer or loaded.tokenizer_spec)
     except (OSError, ValueError, ImportError) as e:
-        p.error(str(e))
+        p.error(f"{e} (sample.py: --tokenizer=...)")
     if not same_vocabulary(tok.name, loaded.tokenizer):
         p.error(f"--tokenizer is {tok.name!r}, but the model was trained with {loaded.tokenizer!r}")
     model = loaded.model
