@@ -189,6 +189,20 @@ def test_train_py_refuses_a_teacher_of_another_tokenizer(hf_teachers, tiny_error
     assert f"uses the 'opt-" in message and "made with 'byte'" in message and f"--tokenizer={folder}" in message
 
 
+@pytest.mark.parametrize('name', ['let_pile_smollm', 'let_pile_pythia', 'let_pile_opt'])
+def test_the_paper_teacher_configs_change_only_teacher_data_and_out_dir(name):
+    """Each is let_pile.py (the same student, schedule and LET settings) with its teacher, and the dataset that
+    data/pile/prepare.py --tokenizer=<teacher> writes (pile/<label of the teacher>; SmolLM's is SmolLM2's)."""
+    from configurator import changes, read_config_file
+    from tokenizer import _label
+    config = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'config', f'{name}.py')
+    changed = changes(config, os.path.join(os.path.dirname(config), 'let_pile.py'))
+    settings = read_config_file(config)
+    assert 'teacher' in changed and set(changed) <= {'teacher', 'dataset'}
+    expected = 'pile/smollm2' if name == 'let_pile_smollm' else 'pile/' + _label(settings['teacher'])
+    assert settings['dataset'] == expected and settings['out_dir'] == 'out-pile-let-' + name.split('_')[-1]
+
+
 def test_a_hub_name_that_cannot_be_downloaded_says_how_to_do_without_the_hub(shakespeare_byte, tmp_path):
     """Offline (HF_HUB_OFFLINE=1, so the hub library fails at once instead of waiting on the network)."""
     pytest.importorskip('huggingface_hub')
