@@ -1,6 +1,6 @@
 # The paper's best 1.4B setting: the student of baseline_pile.py guided by SmolLM-135M, from its Hugging Face files.
-# SmolLM-135M reads the SmolLM2 vocabulary (the SmolLM2 report: the tokenizer of SmolLM), and tokenizer.py's
-# fingerprint knows it, so its data is let_pile.py's and baseline_pile.py's: data/pile/smollm2. To check,
+# SmolLM2 kept SmolLM's tokenizer (not checked here against SmolLM-135M's own files), and tokenizer.py's
+# fingerprint knows that vocabulary, so the data is let_pile.py's and baseline_pile.py's: data/pile/smollm2. To check,
 #   python data/pile/prepare.py --tokenizer=HuggingFaceTB/SmolLM-135M --input ... --val_input ...
 # writes data/pile/smollm2 if the vocabulary is SmolLM2's, another folder if not (then set dataset to it, and run
 # the baseline with --dataset=<that>); a teacher/data mismatch stops train.py before the first step anyway.
