@@ -430,8 +430,7 @@ def _load_hf(folder):
         model = GPT(config)
         model.load_state_dict(sd)
     except KeyError as e:
-        raise ValueError(f"{folder}: {family} weight {e} is missing: the weights are incomplete, or do not match "
-                         f"config.json") from None
+        raise ValueError(f"{folder}: a {family} model needs {e}, which its config.json or weights lack") from None
     except RuntimeError as e:
         raise ValueError(f"{folder}: the weights do not fit config.json ({e})") from None
     return model, tokenizer, tokenizer_spec
@@ -472,7 +471,8 @@ def load_teacher(spec, device='cpu', dtype=torch.float32):
     elif spec.removeprefix('openai-community/') in HF_GPT2_NAMES:
         model, tok, tokenizer_spec = _load_hf(_download_hf('openai-community/' + spec.split('/')[-1]))
     elif HUB_NAME.match(spec):
-        model, tok, tokenizer_spec = _load_hf(_download_hf(spec))
+        model, tok, _ = _load_hf(_download_hf(spec))
+        tokenizer_spec = spec  # the hub name, not the cache folder: what a user passes to prepare.py
     else:
         raise ValueError(f"unknown teacher {spec!r}: accepted are {TEACHER_SPECS}")
     return Teacher(model.to(device, dtype), tok, spec, tokenizer_spec)

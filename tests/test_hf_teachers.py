@@ -127,6 +127,13 @@ def test_folders_that_cannot_teach_are_one_clear_error(hf_teachers, tmp_path):
         load_teacher(variant('head-dim', head_dim=32))
     with pytest.raises(ValueError, match='weights do not fit config.json'):
         load_teacher(variant('wider', intermediate_size=128))
+    untied_without_head = variant('no-head', files=('tokenizer.json',), tie_word_embeddings=False)
+    from safetensors.torch import load_file, save_file
+    weights = load_file(os.path.join(folder, 'model.safetensors'))
+    del weights['lm_head.weight']
+    save_file(weights, os.path.join(untied_without_head, 'model.safetensors'))
+    with pytest.raises(ValueError, match="a llama model needs 'lm_head.weight', which its config.json or weights lack"):
+        load_teacher(untied_without_head)
     _, opt_folder = hf_teachers['opt']
     opt_config = json.loads(open(os.path.join(opt_folder, 'config.json')).read())
     (tmp_path / 'opt-350m').mkdir()
