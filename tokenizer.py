@@ -298,18 +298,23 @@ def _byte_level_bpe(label, pat_str, vocab, merges, specials, eot_token, spec=Non
     tokens matched in the text before the BPE runs; ignore_merges: a whole piece found in the vocabulary is one
     token even when no merge makes it (Llama-3)."""
     added = added or {}
-    char_to_byte = {c: b for b, c in bytes_to_unicode().items()}
+    alphabet = set(bytes_to_unicode().values())
+    to_latin1 = {ord(c): b for b, c in bytes_to_unicode().items()}  # each character to the byte it spells
+
+    def as_bytes(token):
+        return token.translate(to_latin1).encode('latin-1')
+
     ordinary = {}  # token bytes -> id
     for token, i in vocab.items():
         if token in specials or token in added:
             continue
-        if any(c not in char_to_byte for c in token):
+        if not alphabet.issuperset(token):
             raise ValueError(f"token {token!r} (id {i}) is not spelled in byte-level characters: only byte-level "
                              f"BPE tokenizers (GPT-2, GPT-NeoX, SmolLM, Llama-3, OPT) load")
-        ordinary[bytes(char_to_byte[c] for c in token)] = i
+        ordinary[as_bytes(token)] = i
     merged = {}  # token bytes made by a merge -> its priority
     for left, right in merges:
-        token = bytes(char_to_byte[c] for c in left + right)
+        token = as_bytes(left + right)
         if token not in ordinary:
             raise ValueError(f"merge {left!r} + {right!r} makes a token that is not in the vocabulary")
         # tokenizers' trainer never makes a token twice; should a file do so, tiktoken keeps one priority: the first
