@@ -33,6 +33,7 @@ import torch
 
 from configurator import ConfigError, TrainConfig, check_config, load_config, read_config_file
 from system import describe_machine, resolve_compile, resolve_device, resolve_dtype
+from tokenizer import HUB_NAME
 
 REPO_DIR = os.path.dirname(os.path.abspath(__file__))
 BENCH_OPTIONS = {'steps': 20, 'warmup': 5, 'repeats': 1, 'json': ''}
@@ -73,7 +74,8 @@ def environment(cfg):
 
 def check_teacher(spec):
     """A teacher checkpoint that does not exist stops the bench before any run, naming what trains it."""
-    if not (spec.endswith('.pt') or os.sep in spec) or os.path.isfile(spec) or os.path.isdir(spec):
+    hub_name = HUB_NAME.match(spec) and not spec.endswith('.pt')  # 'EleutherAI/pythia-160m'
+    if not (spec.endswith('.pt') or os.sep in spec) or hub_name or os.path.isfile(spec) or os.path.isdir(spec):
         return  # a hub name, smollm2-135m, or something that exists: train.py's load_teacher judges it
     teacher_dir = os.path.normpath(os.path.dirname(spec) if spec.endswith('.pt') else spec)
     # the recipes in config/: a train.py config writing to that folder, or a speedup.py config that trains it
@@ -90,7 +92,7 @@ def check_teacher(spec):
             recipes.append(f"python speedup.py config/{name} (trains it before its comparison runs)")
     how = ' or '.join(recipes) or f"python train.py --out_dir={teacher_dir} (on the student's dataset)"
     raise ConfigError(f"teacher checkpoint {spec} does not exist; train it first with: {how}\n"
-                      f"or name another teacher with --teacher=... (a ckpt.pt, smollm2-135m, a GPT-2 folder)")
+                      f"or name another teacher with --teacher=... (a ckpt.pt, smollm2-135m, a Hugging Face folder)")
 
 
 def run_train(train_args, settings, out_dir):

@@ -7,12 +7,14 @@ and every random stream are functions of (seed, iteration), so the iteration is 
 is never saved, only named (config['teacher']). A student's checkpoint can itself be a teacher (teacher.py).
 """
 
+import dataclasses
 import json
 import os
 
 import torch
 
 from configurator import ConfigError
+from model import GPTConfig
 
 FORMAT = 'let-ckpt-v1'
 
@@ -68,8 +70,9 @@ def plain(value):
 def check_resume(ckpt, path, model_args, cfg):
     """A checkpoint continues only the run that wrote it: the same model shape, teacher, aligned blocks and
     projector. Anything else is an error, never a silent overwrite."""
-    if ckpt['model_args'] != model_args:
-        diff = {k: (v, model_args.get(k)) for k, v in ckpt['model_args'].items() if model_args.get(k) != v}
+    saved = dataclasses.asdict(GPTConfig(**ckpt['model_args']))  # settings newer than the checkpoint: defaults
+    if saved != model_args:
+        diff = {k: (v, model_args.get(k)) for k, v in saved.items() if model_args.get(k) != v}
         raise ConfigError(f"{path} holds a model of another shape (checkpoint vs config: {diff}); use the "
                           f"checkpoint's settings, or another out_dir")
     for k in ('teacher', 'let_layers', 'let_proj'):

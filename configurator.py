@@ -68,7 +68,7 @@ class TrainConfig:
     lr_decay_iters: int = 800
     min_lr: float = 2e-4
     # LET (let.py; an empty teacher = plain training)
-    teacher: str = ''                 # 'smollm2-135m' | a ckpt.pt (this repo or nanoGPT) | a HF GPT-2 folder or name
+    teacher: str = ''                 # 'smollm2-135m' | a ckpt.pt (this repo or nanoGPT) | a HF folder or hub name
     let_layers: tuple = (1,)          # k: the student blocks to align, counted from 0 (1 = the second block)
     let_loss: str = 'cosine'          # 'cosine' (1 - cos, the paper's) | 'mse'
     let_proj: str = 'interp'          # P: 'interp' (the paper's) | 'linear' | 'mlp'

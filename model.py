@@ -4,7 +4,9 @@ The GPT language model, nanoGPT-shaped, in two flavours chosen by GPTConfig:
 - GPT-2 (the defaults): learned positions, LayerNorm with bias, GELU-tanh MLP, tied head. Parameter names
   follow nanoGPT exactly, so nanoGPT checkpoints and (transposed) Hugging Face GPT-2 weights load as they are.
 - LLaMA-style: RMSNorm, SwiGLU MLP, rotary positions, grouped key/value heads, optionally untied head. The
-  paper's students (and the SmolLM2 teacher, see teacher.py) are of this kind.
+  paper's students (and the SmolLM, SmolLM2 and Llama-3.2 teachers, see teacher.py) are of this kind.
+A few more switches exist only so that the paper's other teachers load as they are: GPT-NeoX's (Pythia) parallel
+block, partial rotary and exact GELU, OPT's ReLU, Llama 3's rotary frequency scaling.
 
 Besides logits and loss, forward() can return the residual stream after chosen blocks (LET aligns one of
 these with the teacher); the others are not kept. Blocks are numbered from 0: `hidden_layers=(1,)` returns
@@ -14,10 +16,15 @@ This file knows nothing about teachers or LET.
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
+
+
+MLPS = ('gelu', 'swiglu', 'gelu_exact', 'relu')
+LLAMA3_ROPE_KEYS = ('factor', 'low_freq_factor', 'high_freq_factor', 'original_max_position_embeddings')
 
 
 @dataclass
@@ -33,11 +40,18 @@ class GPTConfig:
     n_kv_head: int = 0            # key/value heads; 0 = n_head (plain multi-head attention)
     norm: str = 'layernorm'       # 'layernorm' | 'rmsnorm'
     norm_eps: float = 1e-5
-    mlp: str = 'gelu'             # 'gelu' (GELU-tanh, 4x) | 'swiglu'
-    mlp_hidden: int = 0           # MLP inner width; 0 = 4*n_embd (gelu) or ~8/3*n_embd rounded to 64 (swiglu)
+    mlp: str = 'gelu'             # 'gelu' (GELU-tanh, 4x) | 'swiglu' | teachers: 'gelu_exact' (GPT-NeoX), 'relu' (OPT)
+    mlp_hidden: int = 0           # MLP inner width; 0 = ~8/3*n_embd rounded to 64 (swiglu), else 4*n_embd
     pos: str = 'learned'          # 'learned' | 'rope'
     rope_theta: float = 10000.0
     tie_embeddings: bool = True   # lm_head shares the token embedding
+    # teachers' switches (defaults = off)
+    parallel_block: bool = False  # GPT-NeoX (Pythia): x + attn(ln_1(x)) + mlp(ln_2(x)), both read the same x
+    rope_dims: int = 0            # rotary on the first rope_dims of each head, the rest unrotated; 0 = the whole
+                                  # head (GPT-NeoX rotates a quarter)
+    rope_scaling: Optional[dict] = None  # Llama 3's long-context frequency scaling (Hugging Face rope_type
+                                  # 'llama3'): {'factor', 'low_freq_factor', 'high_freq_factor',
+                                  # 'original_max_position_embeddings'}; None = plain rotary
 
     def __post_init__(self):
         # impossible shapes are caught here, before any weight is allocated
@@ -53,12 +67,18 @@ class GPTConfig:
         need(self.n_head % self.n_kv_head == 0,
              f"n_head={self.n_head} is not a multiple of n_kv_head={self.n_kv_head}")
         need(self.norm in ('layernorm', 'rmsnorm'), f"norm={self.norm!r}: use 'layernorm' or 'rmsnorm'")
-        need(self.mlp in ('gelu', 'swiglu'), f"mlp={self.mlp!r}: use 'gelu' or 'swiglu'")
+        need(self.mlp in MLPS, f"mlp={self.mlp!r}: use one of {MLPS}")
         need(self.pos in ('learned', 'rope'), f"pos={self.pos!r}: use 'learned' or 'rope'")
-        need(self.pos != 'rope' or (self.n_embd // self.n_head) % 2 == 0, "rotary needs an even head size")
+        head_size = self.n_embd // self.n_head
+        if self.rope_dims == 0:
+            self.rope_dims = head_size
+        need(self.pos != 'rope' or (self.rope_dims % 2 == 0 and 0 < self.rope_dims <= head_size),
+             f"rotary needs an even rope_dims={self.rope_dims} of at most the head size {head_size}")
+        need(self.rope_scaling is None or set(self.rope_scaling) == set(LLAMA3_ROPE_KEYS),
+             f"rope_scaling={self.rope_scaling!r}: give exactly {LLAMA3_ROPE_KEYS}")
         need(0.0 <= self.dropout < 1.0, f"dropout={self.dropout} must be in [0, 1)")
         if self.mlp_hidden == 0:
-            self.mlp_hidden = 4 * self.n_embd if self.mlp == 'gelu' else 64 * math.ceil(8 * self.n_embd / 3 / 64)
+            self.mlp_hidden = 4 * self.n_embd if self.mlp != 'swiglu' else 64 * math.ceil(8 * self.n_embd / 3 / 64)
 
 
 def padded_vocab(n):
@@ -98,19 +118,39 @@ def make_norm(config):
     return LayerNorm(config.n_embd, config.bias, config.norm_eps)
 
 
-def rotary_tables(head_size, max_len, theta):
-    """cos/sin tables (T, hs) for rotate-half rotary embeddings (the Hugging Face LLaMA layout)."""
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_size, 2, dtype=torch.float32) / head_size))
-    angles = torch.outer(torch.arange(max_len, dtype=torch.float32), inv_freq)  # (T, hs/2)
-    angles = torch.cat((angles, angles), dim=-1)                              # (T, hs)
+def llama3_scaled(inv_freq, factor, low_freq_factor, high_freq_factor, original_max_position_embeddings):
+    """Llama 3.1's rotary scaling for a longer context: wavelengths longer than the original context divided by
+    low_freq_factor are stretched by factor, those shorter than it divided by high_freq_factor are kept, those in
+    between are blended smoothly.
+    https://github.com/meta-llama/llama-models (apply_scaling); transformers' _compute_llama3_parameters."""
+    wavelen = 2 * math.pi / inv_freq
+    low_freq_wavelen = original_max_position_embeddings / low_freq_factor
+    high_freq_wavelen = original_max_position_embeddings / high_freq_factor
+    smooth = (original_max_position_embeddings / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor)
+    blended = (1 - smooth) * inv_freq / factor + smooth * inv_freq
+    scaled = torch.where(wavelen > low_freq_wavelen, inv_freq / factor, inv_freq)
+    medium = (wavelen >= high_freq_wavelen) & (wavelen <= low_freq_wavelen)
+    return torch.where(medium, blended, scaled)
+
+
+def rotary_tables(rope_dims, max_len, theta, scaling=None):
+    """cos/sin tables (T, rope_dims) for rotate-half rotary embeddings (the Hugging Face LLaMA layout)."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, rope_dims, 2, dtype=torch.float32) / rope_dims))
+    if scaling:
+        inv_freq = llama3_scaled(inv_freq, **scaling)
+    angles = torch.outer(torch.arange(max_len, dtype=torch.float32), inv_freq)  # (T, rope_dims/2)
+    angles = torch.cat((angles, angles), dim=-1)                              # (T, rope_dims)
     return angles.cos(), angles.sin()
 
 
 def apply_rotary(x, cos, sin):
-    # x: (B, nh, T, hs); cos, sin: (T, hs)
-    x1, x2 = x.chunk(2, dim=-1)
+    # x: (B, nh, T, hs); cos, sin: (T, rope_dims), rope_dims <= hs: the rest of each head passes unrotated
+    rope_dims = cos.size(-1)
+    x_rot, x_pass = x[..., :rope_dims], x[..., rope_dims:]
+    x1, x2 = x_rot.chunk(2, dim=-1)
     rotated = torch.cat((-x2, x1), dim=-1)
-    return (x * cos + rotated * sin).type_as(x)
+    x_rot = (x_rot * cos + rotated * sin).type_as(x)
+    return x_rot if x_pass.size(-1) == 0 else torch.cat((x_rot, x_pass), dim=-1)
 
 
 class CausalSelfAttention(nn.Module):
@@ -150,19 +190,23 @@ class MLP(nn.Module):
 
     def __init__(self, config):
         super().__init__()
-        self.swiglu = config.mlp == 'swiglu'
+        self.kind = config.mlp
         # SwiGLU's gate and up projections share one matmul (gate first, then up)
-        self.c_fc = nn.Linear(config.n_embd, (2 if self.swiglu else 1) * config.mlp_hidden, bias=config.bias)
+        self.c_fc = nn.Linear(config.n_embd, (2 if self.kind == 'swiglu' else 1) * config.mlp_hidden, bias=config.bias)
         self.c_proj = nn.Linear(config.mlp_hidden, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x):
         h = self.c_fc(x)
-        if self.swiglu:
+        if self.kind == 'swiglu':
             gate, up = h.chunk(2, dim=-1)
             h = F.silu(gate) * up
-        else:
+        elif self.kind == 'gelu':
             h = F.gelu(h, approximate='tanh')
+        elif self.kind == 'gelu_exact':
+            h = F.gelu(h)
+        else:  # 'relu'
+            h = F.relu(h)
         return self.dropout(self.c_proj(h))
 
 
@@ -174,8 +218,11 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(config)
         self.ln_2 = make_norm(config)
         self.mlp = MLP(config)
+        self.parallel = config.parallel_block
 
     def forward(self, x, rope=None):
+        if self.parallel:  # GPT-NeoX: attention and MLP both read x, their outputs add
+            return x + self.attn(self.ln_1(x), rope) + self.mlp(self.ln_2(x))
         x = x + self.attn(self.ln_1(x), rope)
         x = x + self.mlp(self.ln_2(x))
         return x
@@ -199,7 +246,7 @@ class GPT(nn.Module):
         if config.tie_embeddings:
             self.transformer.wte.weight = self.lm_head.weight  # https://paperswithcode.com/method/weight-tying
         if config.pos == 'rope':
-            cos, sin = rotary_tables(config.n_embd // config.n_head, config.block_size, config.rope_theta)
+            cos, sin = rotary_tables(config.rope_dims, config.block_size, config.rope_theta, config.rope_scaling)
             self.register_buffer('rope_cos', cos, persistent=False)
             self.register_buffer('rope_sin', sin, persistent=False)
 

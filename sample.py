@@ -3,6 +3,7 @@ Sample from a trained model: a checkpoint of train.py (its out_dir) or any teach
 
 $ python sample.py --out_dir=out-shakespeare --start="ROMEO:" --num_samples=2 --max_new_tokens=300
 $ python sample.py --init_from=smollm2-135m --start="The capital of France is"
+$ python sample.py --init_from=HuggingFaceTB/SmolLM-135M --start="The capital of France is"
 """
 
 import argparse
@@ -11,13 +12,16 @@ import os
 import torch
 
 from teacher import load_teacher
-from tokenizer import get_tokenizer
+from tokenizer import get_tokenizer, same_vocabulary
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--out_dir', default='out', help="train.py's out_dir holding ckpt.pt")
-    p.add_argument('--init_from', default='', help="instead of out_dir: a teacher spec (smollm2-135m, a ckpt.pt, a GPT-2 dir)")
+    p.add_argument('--init_from', default='', help="instead of out_dir: a teacher spec (smollm2-135m, a ckpt.pt, a "
+                                                   "Hugging Face folder or hub name)")
+    p.add_argument('--tokenizer', default='', help="a model trained on a Hugging Face tokenizer's data records only "
+                                                   "its name: give its folder, tokenizer.json or hub name here")
     p.add_argument('--start', default='\n', help="the prompt, or FILE:path to read it from a file")
     p.add_argument('--num_samples', type=int, default=2)
     p.add_argument('--max_new_tokens', type=int, default=300)
@@ -32,7 +36,13 @@ def main():
         p.error(f"{spec} not found: train first (python train.py ...) or pass --out_dir / --init_from")
     # the teacher loader reads every checkpoint format this repo knows, and gives a frozen model in eval mode
     loaded = load_teacher(spec, device=args.device)
-    model, tok = loaded.model, get_tokenizer(loaded.tokenizer)
+    try:
+        tok = get_tokenizer(args.tokenizer or loaded.tokenizer_spec)
+    except (OSError, ValueError, ImportError) as e:
+        p.error(f"{e} (sample.py: --tokenizer=...)")
+    if not same_vocabulary(tok.name, loaded.tokenizer):
+        p.error(f"--tokenizer is {tok.name!r}, but the model was trained with {loaded.tokenizer!r}")
+    model = loaded.model
     start = args.start
     if start.startswith('FILE:'):
         with open(start[5:], encoding='utf-8') as f:

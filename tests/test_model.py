@@ -97,3 +97,36 @@ def test_impossible_shapes_are_one_clear_error(bad, message):
 def test_sequences_longer_than_block_size_are_refused():
     with pytest.raises(ValueError, match='longer than block_size'):
         make(GPT2)(torch.zeros(1, 17, dtype=torch.long))
+
+
+def test_partial_rotary_turns_only_the_first_rope_dims_of_each_head():
+    from model import apply_rotary, rotary_tables
+    cos, sin = rotary_tables(4, 16, 10000.0)
+    x = torch.randn(1, 2, 16, 8)
+    y = apply_rotary(x, cos, sin)
+    assert torch.equal(y[..., 4:], x[..., 4:])
+    assert torch.equal(y[..., :4], apply_rotary(x[..., :4], cos, sin))
+    assert not torch.allclose(y[..., 1:, :4], x[..., 1:, :4])  # position 0 is not turned at all
+
+
+@pytest.mark.parametrize('bad, message', [
+    (dict(LLAMA, rope_dims=3), 'even rope_dims=3'),
+    (dict(LLAMA, rope_dims=10), 'at most the head size 8'),
+    (dict(LLAMA, rope_scaling={'factor': 8.0}), 'rope_scaling=.*give exactly'),
+    (dict(GPT2, mlp='geglu'), "mlp='geglu': use one of"),
+])
+def test_impossible_teacher_switches_are_one_clear_error(bad, message):
+    with pytest.raises(ValueError, match=message):
+        GPTConfig(**bad)
+
+
+def test_a_checkpoint_from_before_the_teacher_switches_still_resumes():
+    """model_args saved before parallel_block, rope_dims and rope_scaling existed: the new settings' defaults."""
+    from dataclasses import asdict
+
+    from checkpoint import check_resume
+    from configurator import TrainConfig
+    current = asdict(GPTConfig(**LLAMA))
+    old = {k: v for k, v in current.items() if k not in ('parallel_block', 'rope_dims', 'rope_scaling')}
+    cfg = TrainConfig()
+    check_resume({'model_args': old, 'config': asdict(cfg)}, 'ckpt.pt', current, cfg)

@@ -13,6 +13,10 @@ share one vocabulary.
 Without --val_input the first --val_docs documents become val.bin and the rest train.bin. Output order is the
 input order (files sorted by name within each --input pattern), whatever --num_proc, so reruns are identical.
 Each document is followed by the tokenizer's <|endoftext|> (a blank line for 'byte').
+
+--tokenizer is a built-in name (byte, gpt2, smollm2) or a Hugging Face tokenizer: a model folder, its
+tokenizer.json, or a hub name; the data goes to data/pile/<its label>/ (e.g. --tokenizer=EleutherAI/pythia-160m
+-> data/pile/pythia-160m/). Vocabularies over 65,536 ids (Llama-3) are written as uint32.
 """
 import argparse
 import collections
@@ -32,8 +36,8 @@ from tqdm import tqdm
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))  # repo root: `tokenizer` and `data.common`
-from data.common import BinWriter, DataError, begin, check_vocab_fits, doc_separator, finish
-from tokenizer import TOKENIZERS, get_tokenizer
+from data.common import BinWriter, DataError, begin, check_vocab_fits, doc_separator, finish, token_dtype
+from tokenizer import dataset_label, get_tokenizer
 
 DOCS_PER_CHUNK = 256  # one unit of work for a tokenizer process: big enough to amortise the pickling
 
@@ -98,19 +102,21 @@ def chunks(docs):
             yield split, batch
 
 
-# each tokenizer process builds its own tokenizer once (tokenizers need not be picklable)
+# each tokenizer process builds its own tokenizer once (tokenizers need not be picklable), from its spec: a built-in
+# name or a local path, so a hub name is downloaded once, by the parent
 _tok = None
 
 
-def init_worker(tokenizer_name):
+def init_worker(tokenizer_spec):
     global _tok
-    _tok = get_tokenizer(tokenizer_name)
+    _tok = get_tokenizer(tokenizer_spec)
 
 
 def tokenize_chunk(chunk):
     split, texts = chunk
     separator = doc_separator(_tok)
-    ids = np.concatenate([np.array(_tok.encode(text) + separator, dtype=np.uint16) for text in texts])
+    dtype = token_dtype(_tok.vocab_size)
+    ids = np.concatenate([np.array(_tok.encode(text) + separator, dtype=dtype) for text in texts])
     return split, len(texts), ids
 
 
@@ -134,7 +140,8 @@ def tokenized_chunks(docs, tokenizer, num_proc):
 
 def prepare(tokenizer="smollm2", input=None, val_input=None, hf_dataset=None, hf_split="train",
             text_field="text", val_docs=None, max_docs=None, num_proc=None, out_dir=None):
-    """Tokenize a corpus into out_dir (default data/pile/<tokenizer>/); returns out_dir. Arguments as the CLI."""
+    """Tokenize a corpus into out_dir (default data/pile/<tokenizer's label>/); returns out_dir. Arguments as the
+    CLI."""
     t0 = time.time()
     input, val_input = ([p] if isinstance(p, str) else p for p in (input, val_input))  # one path or a list
     if bool(input) == bool(hf_dataset):
@@ -148,9 +155,12 @@ def prepare(tokenizer="smollm2", input=None, val_input=None, hf_dataset=None, hf
         if val_docs >= max_docs:
             raise DataError(f"--val_docs {val_docs} leaves no training documents out of --max_docs {max_docs}")
         max_docs -= val_docs  # --max_docs counts the documents read from the input, val's head included
-    tok = get_tokenizer(tokenizer)
+    try:
+        tok = get_tokenizer(tokenizer)
+    except (OSError, ValueError, ImportError) as e:
+        raise DataError(f"--tokenizer={tokenizer}: {e}") from None
     check_vocab_fits(tok)
-    out_dir = out_dir or os.path.join(HERE, tokenizer)
+    out_dir = out_dir or os.path.join(HERE, dataset_label(tok.name))
     num_proc = num_proc or os.cpu_count()
     docs = documents(train_texts, val_texts, val_docs, max_docs)
 
@@ -158,8 +168,8 @@ def prepare(tokenizer="smollm2", input=None, val_input=None, hf_dataset=None, hf
     writers = {split: BinWriter(os.path.join(out_dir, f"{split}.bin"), tok.vocab_size) for split in ("train", "val")}
     num_docs = {"train": 0, "val": 0}
     with writers["train"], writers["val"]:
-        with tqdm(unit="docs", unit_scale=True, desc=f"tokenizing ({tokenizer}, {num_proc} proc)") as bar:
-            for split, n, ids in tokenized_chunks(docs, tokenizer, num_proc):
+        with tqdm(unit="docs", unit_scale=True, desc=f"tokenizing ({tok.name}, {num_proc} proc)") as bar:
+            for split, n, ids in tokenized_chunks(docs, tok.spec, num_proc):
                 writers[split].write(ids)
                 num_docs[split] += n
                 bar.update(n)
@@ -172,7 +182,7 @@ def prepare(tokenizer="smollm2", input=None, val_input=None, hf_dataset=None, hf
     finish(out_dir, tok, writers["train"].num_tokens, writers["val"].num_tokens, source=source,
            val_source=("jsonl: " + " ".join(val_input)) if val_input else f"the first {val_docs} documents",
            train_docs=num_docs["train"], val_docs=num_docs["val"])
-    print(f"{tokenizer}: train {num_docs['train']:,} docs, {writers['train'].num_tokens:,} tokens | "
+    print(f"{tok.name}: train {num_docs['train']:,} docs, {writers['train'].num_tokens:,} tokens | "
           f"val {num_docs['val']:,} docs, {writers['val'].num_tokens:,} tokens | {time.time() - t0:.1f}s "
           f"-> {out_dir}")
     return out_dir
@@ -185,13 +195,14 @@ if __name__ == "__main__":
     parser.add_argument("--hf_dataset", help="a `datasets` name, streamed, instead of --input")
     parser.add_argument("--hf_split", default="train")
     parser.add_argument("--text_field", default="text", help="the JSON field holding a document's text")
-    parser.add_argument("--tokenizer", default="smollm2", choices=TOKENIZERS)
+    parser.add_argument("--tokenizer", default="smollm2",
+                        help="byte | gpt2 | smollm2 | a Hugging Face folder, tokenizer.json or hub name")
     parser.add_argument("--val_docs", type=int, default=None,
                         help="documents for val.bin when there is no --val_input (default 10000, or max_docs/10)")
     parser.add_argument("--max_docs", type=int, default=None,
                         help="read at most this many documents of --input (val included)")
     parser.add_argument("--num_proc", type=int, default=None, help="tokenizer processes (default: all CPUs)")
-    parser.add_argument("--out_dir", default=None, help="default: data/pile/<tokenizer>/")
+    parser.add_argument("--out_dir", default=None, help="default: data/pile/<tokenizer's label>/")
     args = parser.parse_args()
     try:
         prepare(**vars(args))

