@@ -188,6 +188,7 @@ def _load_checkpoint(path):
         # nanoGPT does not record its tokenizer; a GPT-2-sized vocabulary means its GPT-2 BPE (padded to 50304),
         # anything smaller is a char-level model whose ids no other model shares
         args = {k: args[k] for k in ('n_layer', 'n_head', 'n_embd', 'block_size', 'bias', 'vocab_size') if k in args}
+        args['mlp'] = 'gelu_exact'  # nanoGPT's MLP is nn.GELU(), the exact form, not GPT-2's tanh approximation
         if args.get('vocab_size', 0) < GPT2_VOCAB:
             raise ValueError(f"{path}: a nanoGPT model with vocab_size={args.get('vocab_size')} (char-level?) "
                              f"cannot teach: it shares no tokenizer with a student; only GPT-2 BPE models "

@@ -85,7 +85,7 @@ def test_hf_gpt2_with_a_foreign_vocabulary_is_refused(tmp_path):
 # checkpoints: nanoGPT's and this repo's
 
 def test_nanogpt_checkpoint_loads(tmp_path):
-    source = tiny_gpt()
+    source = tiny_gpt(mlp='gelu_exact')  # nanoGPT's MLP is nn.GELU(): the exact form, not GPT-2's tanh
     # nanoGPT saves the torch.compile wrapper's state dict ('_orig_mod.' prefixes) and, without flash attention,
     # a causal-mask buffer named attn.bias
     sd = {'_orig_mod.' + k: v for k, v in source.state_dict().items()}
@@ -95,7 +95,7 @@ def test_nanogpt_checkpoint_loads(tmp_path):
     torch.save({'model': sd, 'model_args': model_args, 'optimizer': {}, 'iter_num': 5000,
                 'best_val_loss': torch.tensor(3.2), 'config': {'dataset': 'openwebtext'}}, tmp_path / 'ckpt.pt')
     teacher = load_teacher(str(tmp_path))  # a folder holding ckpt.pt, as nanoGPT's out_dir
-    assert teacher.tokenizer == 'gpt2' and teacher.width == 32
+    assert teacher.tokenizer == 'gpt2' and teacher.width == 32 and teacher.model.config.mlp == 'gelu_exact'
     assert_same_outputs(teacher, source)
 
 
