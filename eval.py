@@ -246,7 +246,7 @@ def main():
     p.add_argument('--init_from', default='', help="instead of out_dir: a teacher spec "
                    "(smollm2-135m, a ckpt.pt, a Hugging Face GPT-2 folder)")
     p.add_argument('--tasks', default=','.join(PAPER_TASKS), help="lm-eval task names or YAML "
-                   "files, comma-separated (default: the paper's nine)")
+                   "files, comma-separated (default: the paper's nine, %(default)s)")
     p.add_argument('--num_fewshot', type=int, default=1,
                    help="solved examples before each question (the paper: 1)")
     p.add_argument('--limit', type=parse_limit, default=None, help="documents per task (a number) "
