@@ -27,21 +27,26 @@ from configurator import ConfigError, exit_on_error
 from teacher import load_teacher
 from tokenizer import _package_file, get_tokenizer, read_gguf_metadata, smollm2_gguf_path
 
-GPT2_FLAVOUR = dict(norm='layernorm', mlp='gelu', pos='learned')
+GPT2_FLAVOUR = dict(norm='layernorm', pos='learned')
 LLAMA_FLAVOUR = dict(norm='rmsnorm', mlp='swiglu', pos='rope')
+# model.py's MLP activations that GPT-2's class also has, by its names for them
+GPT2_ACTIVATIONS = {'gelu': 'gelu_new', 'gelu_exact': 'gelu', 'relu': 'relu'}
 DTYPES = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
 
 
 def flavour(config):
     """'gpt2' or 'llama': the Hugging Face class that computes what this GPTConfig does."""
     switches = dict(norm=config.norm, mlp=config.mlp, pos=config.pos)
-    if switches == GPT2_FLAVOUR:
+    if config.parallel_block or config.rope_dims != config.n_embd // config.n_head:
+        raise ConfigError("a model with GPT-NeoX's parallel block or partial rotary is not exported here: "
+                          "GPT2LMHeadModel and LlamaForCausalLM compute neither")
+    if dict(norm=config.norm, pos=config.pos) == GPT2_FLAVOUR and config.mlp in GPT2_ACTIVATIONS:
         return 'gpt2'
     if switches == LLAMA_FLAVOUR:
         return 'llama'
     raise ConfigError(f"a model with {switches} mixes the two flavours: Hugging Face has "
-                      f"GPT2LMHeadModel for {GPT2_FLAVOUR} and LlamaForCausalLM for "
-                      f"{LLAMA_FLAVOUR}, and no class computes this one")
+                      f"GPT2LMHeadModel for {GPT2_FLAVOUR} with mlp in {list(GPT2_ACTIVATIONS)} and "
+                      f"LlamaForCausalLM for {LLAMA_FLAVOUR}, and no class computes this one")
 
 
 # -----------------------------------------------------------------------------
@@ -83,7 +88,7 @@ def gpt2_export(config, sd, eot):
           'vocab_size': config.vocab_size, 'n_positions': config.block_size,
           'n_ctx': config.block_size, 'n_embd': C, 'n_layer': config.n_layer,
           'n_head': config.n_head, 'n_inner': config.mlp_hidden,
-          'activation_function': 'gelu_new',  # GELU with the tanh approximation, as model.py's
+          'activation_function': GPT2_ACTIVATIONS[config.mlp],
           'layer_norm_epsilon': config.norm_eps,
           'resid_pdrop': config.dropout, 'embd_pdrop': config.dropout,
           'attn_pdrop': config.dropout, 'scale_attn_weights': True, 'initializer_range': 0.02,
@@ -98,6 +103,7 @@ def llama_export(config, sd, eot):
     stay in their order."""
     C, hs = config.n_embd, config.n_embd // config.n_head
     kv = config.n_kv_head * hs
+    rope_scaling = dict(config.rope_scaling, rope_type='llama3') if config.rope_scaling else None
     out = {'model.embed_tokens.weight': sd['transformer.wte.weight'],
            'model.norm.weight': sd['transformer.ln_f.weight']}
     if not config.tie_embeddings:
@@ -123,8 +129,8 @@ def llama_export(config, sd, eot):
           'head_dim': hs, 'hidden_act': 'silu', 'max_position_embeddings': config.block_size,
           'rms_norm_eps': config.norm_eps,
           # transformers 4.x and vLLM read rope_theta, transformers 5 rope_parameters
-          'rope_theta': config.rope_theta, 'rope_scaling': None,
-          'rope_parameters': {'rope_type': 'default', 'rope_theta': config.rope_theta},
+          'rope_theta': config.rope_theta, 'rope_scaling': rope_scaling,
+          'rope_parameters': dict(rope_scaling or {'rope_type': 'default'}, rope_theta=config.rope_theta),
           # model.py's bias=True puts a bias on every projection: these two switches
           'attention_bias': config.bias, 'mlp_bias': config.bias,
           # model.py's residual dropout has no Llama counterpart; dropout acts only in training

@@ -40,7 +40,10 @@ VARIANTS = {
     'gpt2': ('gpt2', 'gpt2', dict()),
     'gpt2-nobias-untied-gqa': ('gpt2', 'gpt2', dict(bias=False, tie_embeddings=False,
                                                     n_kv_head=2, mlp_hidden=48, norm_eps=1e-6)),
+    'gpt2-exact-gelu': ('gpt2', 'gpt2', dict(mlp='gelu_exact')),  # nanoGPT's MLP, train.py's default
     'llama-gqa-untied': ('llama', 'smollm2', dict()),
+    'llama3-rope-scaling': ('llama', 'smollm2', dict(rope_scaling=dict(
+        factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0, original_max_position_embeddings=16))),
     'llama-bias-tied-theta': ('llama', 'smollm2', dict(bias=True, tie_embeddings=True,
                                                        rope_theta=500.0, norm_eps=1e-6,
                                                        mlp_hidden=96)),
@@ -138,6 +141,9 @@ def test_what_has_no_hugging_face_form_is_refused(tmp_path):
     mixed = tiny_model('gpt2', vocab_size=VOCAB['gpt2'], norm='rmsnorm')  # RMSNorm, GELU MLP
     with pytest.raises(ConfigError, match="mixes the two flavours"):
         check_exportable(mixed, 'gpt2')
+    neox = tiny_model('llama', vocab_size=VOCAB['smollm2'], parallel_block=True)
+    with pytest.raises(ConfigError, match="parallel block or partial rotary"):
+        check_exportable(neox, 'smollm2')
     # the script: one line, exit status 2, nothing written
     save_ckpt(tmp_path / 'ckpt.pt', byte_model, 'byte')
     done = subprocess.run([sys.executable, EXPORT, f'--out_dir={tmp_path}'], capture_output=True,
