@@ -6,10 +6,11 @@ The LET lines are in the training loop below, fenced "LET".
 $ python train.py config/train_shakespeare_byte.py     # plain training; a CPU is enough
 $ python train.py config/let_shakespeare.py            # LET; first config/teacher_shakespeare.py
 $ torchrun --standalone --nproc_per_node=8 train.py config/let_pile.py      # 8 GPUs
-$ torchrun ... train.py config/let_pile_7b.py        # 32 GPUs, FSDP: docs/scale.md
+$ torchrun --nnodes=4 --nproc_per_node=8 ... train.py config/let_pile_7b.py   # 32 GPUs, FSDP
 
 The settings are TrainConfig in configurator.py: a config file overrides some, --key=value those.
-Re-running a command after a crash continues from out_dir/ckpt.pt exactly (init_from='auto').
+Re-running a command after a crash continues from out_dir/ckpt.pt (FSDP: the folder out_dir/ckpt)
+exactly (init_from='auto'); torchrun --max-restarts does it by itself (docs/scale.md).
 """
 
 import dataclasses
