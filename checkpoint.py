@@ -80,9 +80,9 @@ def checkpoint_path(out_dir, sharded):
     if not sharded:
         path, other = other, path
     if find_checkpoint(other) and not find_checkpoint(path):
-        kind = "DDP or one process" if sharded else "FSDP"
+        kind = "a DDP or one-process" if sharded else "an FSDP"
         fix = "data_parallel='ddp'" if sharded else "data_parallel='fsdp' under torchrun"
-        raise ConfigError(f"{out_dir} holds a checkpoint of a {kind} run ({other}); resume it with {fix}, or "
+        raise ConfigError(f"{out_dir} holds a checkpoint of {kind} run ({other}); resume it with {fix}, or "
                           f"use another out_dir")
     return path
 

@@ -82,7 +82,7 @@ class TrainConfig:
     compile: Optional[bool] = None    # None = on for CUDA, off elsewhere
     backend: str = ''                 # torch.distributed backend; '' = nccl on CUDA, gloo on CPU
     data_parallel: str = 'ddp'        # under torchrun: 'ddp' (each GPU holds the whole student) | 'fsdp' (sharded)
-    activation_checkpointing: bool = False  # recompute each block's activations in backward: less memory, more compute
+    activation_checkpointing: bool = False  # backward recomputes each block: less memory, ~1/3 more compute
     seed: int = 1337
 
 

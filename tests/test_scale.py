@@ -16,10 +16,10 @@ import torch.multiprocessing as mp
 from torch.distributed.tensor import DTensor
 
 from checkpoint import FORMAT, consolidate, find_checkpoint
+from configurator import ConfigError, TrainConfig, changes, check_config, load_config, model_config
 from conftest import ENV, REPO, TINY, Run, max_diff, read_log, run_train, train_cmd, trained
-from model import GPT, GPTConfig
-from configurator import ConfigError
-from parallel import check_restarts, optimizer_step, shard
+from model import GPT, GPTConfig, padded_vocab
+from parallel import check_restarts, micro_steps, optimizer_step, shard
 from teacher import load_teacher
 from test_let import LET
 from test_train import TORCHRUN
@@ -95,7 +95,7 @@ def test_fsdp_on_two_processes_matches_one_process_with_twice_the_accumulation(t
     assert done.returncode == 0, done.stderr
     loaded = load_teacher(os.path.join(fsdp.out_dir, 'model.pt'))
     assert loaded.tokenizer == 'byte'
-    assert max_diff({k: v for k, v in loaded.model.state_dict().items()},
+    assert max_diff(loaded.model.state_dict(),
                     {k: v for k, v in fsdp.params().items() if not k.startswith('projectors.')}) == 0.0
 
 
@@ -219,6 +219,25 @@ def test_torchrun_restarts_with_its_shared_store_are_refused_with_the_fix(monkey
     check_restarts()
 
 
+# ------------------------------------------------------------------ the 7B configs
+
+def test_the_7b_configs_are_a_7_5b_student_sharded_32_ways_and_differ_only_in_let():
+    config = os.path.join(REPO, 'config')
+    let, base = (load_config(TrainConfig, [os.path.join(config, f)])
+                 for f in ('let_pile_7b.py', 'baseline_pile_7b.py'))
+    check_config(let)
+    check_config(base)
+    with torch.device('meta'):  # the shapes, no memory
+        student = GPT(model_config(let, padded_vocab(128_256)))  # Llama 3's vocabulary
+    assert 7.5e9 < student.get_num_params() < 7.55e9
+    assert 16 * student.get_num_params() / 32 < 4e9  # fp32 weights, gradients, AdamW: 3.8 GB per GPU
+    assert let.data_parallel == 'fsdp' and let.activation_checkpointing
+    assert let.batch_size * micro_steps(let, 32) * 32 * let.block_size == 1_048_576  # tokens per step
+    assert 0 <= let.let_layers[0] < let.n_layer // 4  # an early block
+    assert set(changes(os.path.join(config, 'let_pile_7b.py'), os.path.join(config, 'baseline_pile_7b.py'))) == {
+        'teacher', 'let_lambda', 'let_loss', 'let_proj', 'let_layers', 'let_stop'}
+
+
 # ------------------------------------------------------------------ bad input, one clear error
 
 def test_fsdp_without_torchrun_is_an_error_that_says_how_to_launch(tiny_error):
@@ -228,5 +247,5 @@ def test_fsdp_without_torchrun_is_an_error_that_says_how_to_launch(tiny_error):
 
 def test_a_sharded_checkpoint_is_not_resumed_as_a_plain_one(tiny_error, tmp_path):
     (tmp_path / 'run' / 'ckpt').mkdir(parents=True)  # what an FSDP run leaves: a folder of shards
-    assert re.search(r"holds a checkpoint of a FSDP run .*resume it with data_parallel='fsdp'",
+    assert re.search(r"holds a checkpoint of an FSDP run .*resume it with data_parallel='fsdp'",
                      tiny_error('run', init_from='auto'))
