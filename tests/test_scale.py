@@ -99,6 +99,17 @@ def test_fsdp_on_two_processes_matches_one_process_with_twice_the_accumulation(t
                     {k: v for k, v in fsdp.params().items() if not k.startswith('projectors.')}) == 0.0
 
 
+def test_under_fsdp_every_rank_skips_the_same_non_finite_steps_and_none_hangs(shakespeare_byte, tmp_path):
+    """The gradient norm of sharded gradients is summed across ranks (parallel.grad_norm): every rank sees the
+    same non-finite norm, skips the same steps and stops at the same one."""
+    cfg = dict(TINY, dataset=shakespeare_byte, out_dir=str(tmp_path / 'fsdp'), data_parallel='fsdp',
+               learning_rate=1e30, min_lr=1e30, warmup_iters=0, max_nonfinite_steps=2, max_iters=20,
+               gradient_accumulation_steps=2)
+    done = run_train(cfg, launcher=TORCHRUN, timeout=180)
+    assert done.returncode != 0
+    assert done.stderr.count('2 non-finite steps in a row at iteration 2') == 2  # both ranks, same step
+
+
 # ------------------------------------------------------------------ sharded checkpoints
 
 def workers(agent_pid):
