@@ -85,6 +85,8 @@ class TrainConfig:
     dtype: str = 'auto'               # 'auto' (bf16 on CUDA if supported, else fp16; fp32 elsewhere) | 'float32' | ...
     compile: Optional[bool] = None    # None = on for CUDA, off elsewhere
     backend: str = ''                 # torch.distributed backend; '' = nccl on CUDA, gloo on CPU
+    data_parallel: str = 'ddp'        # under torchrun: 'ddp' (each GPU holds the whole student) | 'fsdp' (sharded)
+    activation_checkpointing: bool = False  # backward recomputes each block: less memory, ~1/3 more compute
     seed: int = 1337
 
 
@@ -103,6 +105,7 @@ def check_config(cfg):
     need(cfg.dtype in ('auto', 'float32', 'bfloat16', 'float16'),
          f"dtype={cfg.dtype!r}: use auto, float32, bfloat16 or float16")
     need(cfg.block_size > 1, "block_size must be at least 2")
+    need(cfg.data_parallel in ('ddp', 'fsdp'), f"data_parallel={cfg.data_parallel!r}: use 'ddp' or 'fsdp'")
     if cfg.teacher:
         need(cfg.let_stop > 0, f"let_stop={cfg.let_stop} must be a positive number of iterations (S_stop)")
         need(cfg.let_lambda >= 0, f"let_lambda={cfg.let_lambda} must be >= 0")

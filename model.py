@@ -21,6 +21,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
 
 
 MLPS = ('gelu', 'swiglu', 'gelu_exact', 'relu')
@@ -249,6 +250,9 @@ class GPT(nn.Module):
             cos, sin = rotary_tables(config.rope_dims, config.block_size, config.rope_theta, config.rope_scaling)
             self.register_buffer('rope_cos', cos, persistent=False)
             self.register_buffer('rope_sin', sin, persistent=False)
+        # activation checkpointing: backward recomputes each block's inside from its input instead of
+        # keeping it. A way of running, not a shape: set by train.py, never saved in model_args.
+        self.activation_checkpointing = False
 
         self.apply(self._init_weights)
         # GPT-2 paper: scale the residual projections' init by 1/sqrt(2 * n_layer)
@@ -288,7 +292,12 @@ class GPT(nn.Module):
         keep = {layer: i for i, layer in enumerate(hidden_layers)}
         hidden = [None] * len(hidden_layers)
         for layer, block in enumerate(self.transformer.h):
-            x = block(x, rope)
+            if self.activation_checkpointing and torch.is_grad_enabled():
+                # memory: one (B, T, C) input per block instead of all its intermediate tensors, for
+                # a second forward of the block in backward (~1/3 more compute per step)
+                x = checkpoint(block, x, rope, use_reentrant=False)
+            else:
+                x = block(x, rope)
             if layer in keep:
                 hidden[keep[layer]] = x  # (B, T, C), kept only for the blocks asked for
         return x, hidden

@@ -1,7 +1,7 @@
 """
-Data parallelism for train.py: the process group torchrun asks for, the student's wrapper, and the two places
-where ranks must agree by hand: the gradients of parameters outside the wrapper (LET's projector) and the
-decision to take or skip an optimizer step.
+Data parallelism for train.py: the process group torchrun asks for, the student's wrapper (DDP,
+or FSDP2's sharding), and the places where ranks must agree by hand: the gradients of parameters
+outside the wrapper (LET's projector), the norm of sharded gradients, and whether to take a step.
 """
 
 import os
@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from configurator import ConfigError
@@ -23,12 +24,38 @@ class Dist:
     on: bool = False
 
 
-def init_distributed(device, backend=''):
-    """Joins the process group when torchrun started this process (it sets RANK, LOCAL_RANK, WORLD_SIZE).
-    Returns (Dist, device): on CUDA, each process takes the GPU of its local rank."""
+def check_restarts():
+    """torchrun --max-restarts must give each restart a fresh store, or restarts fail at random.
+
+    torchrun's agent hosts one TCPStore for the whole job and hands it to the workers
+    (TORCHELASTIC_USE_AGENT_STORE=True, the same MASTER_PORT in every attempt): the c10d rendezvous
+    creates it once, in torch/distributed/elastic/rendezvous/dynamic_rendezvous.py next_rendezvous
+    (`if self._bootstrap_store_info is None`). init_process_group writes each rank's address under
+    the same keys in every attempt ('default_pg/0//cpu//0/<rank>' for gloo), and
+    torch/distributed/rendezvous.py _create_c10d_store assumes "a new TCPStore for every retry". So
+    restarted workers find the dead attempt's addresses already there and may read them before their
+    peers overwrite them: gloo fails with "Connection refused", or init hangs. With
+    TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1, torchrun gives each attempt a new store on a new port."""
+    restarts = int(os.environ.get('TORCHELASTIC_MAX_RESTARTS', '0'))
+    if restarts > 0 and os.environ.get('TORCHELASTIC_USE_AGENT_STORE') == 'True':
+        raise ConfigError(f"torchrun --max-restarts={restarts} with its shared store: a restarted "
+                          f"worker can read its dead peers' addresses and fail or hang (a torch "
+                          f"bug, see parallel.check_restarts). Start torchrun as "
+                          f"TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 torchrun ...")
+
+
+def init_distributed(device, backend='', data_parallel='ddp'):
+    """Joins the process group when torchrun started this process (it sets RANK, LOCAL_RANK,
+    WORLD_SIZE). Returns (Dist, device): on CUDA, each process takes the GPU of its local rank."""
     if 'RANK' not in os.environ:
+        if data_parallel == 'fsdp':  # nothing to shard with; torchrun can start a single process
+            raise ConfigError("data_parallel='fsdp' shards the student across the processes that "
+                              "torchrun starts: launch with torchrun (--nproc_per_node=1 for one "
+                              "process), or use data_parallel='ddp' to train in this one process")
         return Dist(), device
-    d = Dist(int(os.environ['RANK']), int(os.environ['LOCAL_RANK']), int(os.environ['WORLD_SIZE']), on=True)
+    check_restarts()
+    d = Dist(int(os.environ['RANK']), int(os.environ['LOCAL_RANK']), int(os.environ['WORLD_SIZE']),
+             on=True)
     if device.startswith('cuda'):
         device = f'cuda:{d.local_rank}'
         torch.cuda.set_device(device)
@@ -37,8 +64,9 @@ def init_distributed(device, backend=''):
 
 
 def micro_steps(cfg, world_size):
-    """Micro-steps per process: gradient_accumulation_steps counts those of all processes together, so a config
-    means the same tokens per step on 1 or 8 GPUs. When it does not divide, the error says what to pass."""
+    """Micro-steps per process: gradient_accumulation_steps counts those of all processes together,
+    so a config means the same tokens per step on 1 or 8 GPUs. When it does not divide, the error
+    says what to pass."""
     accum, n = cfg.gradient_accumulation_steps, world_size
     if accum % n == 0:
         return accum // n
@@ -48,18 +76,42 @@ def micro_steps(cfg, world_size):
     if keep:
         fix = (f"--batch_size={sequences // keep} --gradient_accumulation_steps={keep} (the same "
                f"{sequences * cfg.block_size:,} tokens per step), or " + fix)
-    raise ConfigError(f"gradient_accumulation_steps={accum} counts the micro-batches of all {n} processes "
-                      f"together, so it must be a multiple of {n}: pass {fix}")
+    raise ConfigError(f"gradient_accumulation_steps={accum} counts the micro-batches of all {n} "
+                      f"processes together, so it must be a multiple of {n}: pass {fix}")
 
 
 def wrap(model, device):
     """DDP: every rank holds the whole student; gradients are averaged across ranks during backward.
     broadcast_buffers=False: the only buffers are rotary tables, identical on every rank."""
-    return DDP(model, device_ids=[device.index] if device.type == 'cuda' else None, broadcast_buffers=False)
+    return DDP(model, device_ids=[device.index] if device.type == 'cuda' else None,
+               broadcast_buffers=False)
+
+
+def shard(model, device, world_size, dtype):
+    """FSDP2: each block, then the root (embeddings, final norm, head), keeps 1/world_size of its
+    parameters, gradients and AdamW state on each rank. A block's whole weights exist only while it
+    computes: all-gathered before its forward and its backward, freed after; gradients are
+    reduce-scattered. Sharded in place: the student's parameters become DTensors, so the optimizer
+    must be built afterwards. Every rank must have built the same student (the same seed)."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    if dtype == 'float16':
+        raise ConfigError("data_parallel='fsdp' trains in bfloat16 or float32 (float16 would need "
+                          "a sharded loss scaler): pass --dtype=bfloat16, or data_parallel='ddp'")
+    mesh = init_device_mesh(device.type, (world_size,))
+    mp = MixedPrecisionPolicy()  # float32: compute and reduce in the parameters' own dtype
+    if dtype == 'bfloat16':
+        # bf16 copies of the weights for compute; fp32 gradient reduction; fp32 shards for AdamW
+        mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    for block in model.transformer.h:
+        fully_shard(block, mesh=mesh, mp_policy=mp)
+    fully_shard(model, mesh=mesh, mp_policy=mp)  # the root: what no block holds; tied weights too
+    return model
 
 
 def all_reduce_grads(params):
-    """Averages the gradients of parameters that no wrapper averages (LET's projector), in one collective."""
+    """Averages the gradients of parameters that no wrapper averages (LET's projector), in one
+    collective."""
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return
@@ -69,15 +121,35 @@ def all_reduce_grads(params):
         g.copy_(avg.view_as(g))
 
 
+def grad_norm(grads, device):
+    """The L2 norm of all gradients as one vector, the same on every rank. A sharded gradient
+    (FSDP's DTensor) holds one slice per rank: the slices' squares are summed across ranks. A
+    replicated one (DDP's, the projector's: averaged already) is whole on every rank, counted once.
+    torch's clip_grad_norm_ cannot mix the two kinds."""
+    def squares(tensors):
+        return sum((torch.linalg.vector_norm(t, dtype=torch.float32).square() for t in tensors),
+                   torch.zeros((), device=device))
+    sharded = squares(g.to_local() for g in grads if isinstance(g, DTensor))
+    if any(isinstance(g, DTensor) for g in grads):
+        dist.all_reduce(sharded, op=dist.ReduceOp.SUM)
+    return (sharded + squares(g for g in grads if not isinstance(g, DTensor))).sqrt()
+
+
 def optimizer_step(optimizer, scaler, grad_clip, loss, distributed):
-    """Clips and applies the accumulated gradients, unless the loss or a gradient is non-finite: then the step is
-    skipped and the weights and optimizer state stay as they were. The gradient norm is the same on every rank
-    (the gradients were averaged) and the loss flag is reduced across ranks, so all ranks decide alike and none
-    waits forever. Returns (stepped, grad_norm); the gradients are cleared either way."""
+    """Clips and applies the accumulated gradients, unless the loss or a gradient is non-finite:
+    then the step is skipped and the weights and optimizer state stay as they were. The gradient
+    norm is the same on every rank (grad_norm) and the loss flag is reduced across ranks, so all
+    ranks decide alike and none waits forever. Returns (stepped, grad_norm); the gradients are
+    cleared either way."""
     scaler.unscale_(optimizer)
-    params = [p for group in optimizer.param_groups for p in group['params'] if p.grad is not None]
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float('inf'))
-    bad = (~torch.isfinite(grad_norm) | ~torch.isfinite(loss)).float()
+    grads = [p.grad for group in optimizer.param_groups for p in group['params']
+             if p.grad is not None]
+    norm = grad_norm(grads, loss.device)
+    if grad_clip > 0:
+        scale = (grad_clip / (norm + 1e-6)).clamp(max=1.0)  # as torch's clip_grad_norm_
+        for g in grads:
+            (g.to_local() if isinstance(g, DTensor) else g).mul_(scale)
+    bad = (~torch.isfinite(norm) | ~torch.isfinite(loss)).float()
     if distributed:
         dist.all_reduce(bad, op=dist.ReduceOp.MAX)
     stepped = not bad.item()  # the step's one host sync
@@ -85,4 +157,4 @@ def optimizer_step(optimizer, scaler, grad_clip, loss, distributed):
         scaler.step(optimizer)
     scaler.update()  # fp16: a skipped step lowers the loss scale, as an overflow should
     optimizer.zero_grad(set_to_none=True)
-    return stepped, grad_norm
+    return stepped, norm

@@ -6,9 +6,11 @@ The LET lines are in the training loop below, fenced "LET".
 $ python train.py config/train_shakespeare_byte.py     # plain training; a CPU is enough
 $ python train.py config/let_shakespeare.py            # LET; first config/teacher_shakespeare.py
 $ torchrun --standalone --nproc_per_node=8 train.py config/let_pile.py      # 8 GPUs
+$ torchrun --nnodes=4 --nproc_per_node=8 ... train.py config/let_pile_7b.py   # 32 GPUs, FSDP
 
 The settings are TrainConfig in configurator.py: a config file overrides some, --key=value those.
-Re-running a command after a crash continues from out_dir/ckpt.pt exactly (init_from='auto').
+Re-running a command after a crash continues from out_dir/ckpt.pt (FSDP: the folder out_dir/ckpt)
+exactly (init_from='auto'); torchrun --max-restarts does it by itself (docs/scale.md).
 """
 
 import dataclasses
@@ -23,13 +25,13 @@ import torch
 import torch.distributed as dist
 
 from checkpoint import FORMAT, check_resume, check_writable, load_checkpoint, save_checkpoint
-from checkpoint import truncate_log
+from checkpoint import checkpoint_path, find_checkpoint, load_sharded, save_sharded, truncate_log
 from configurator import ConfigError, TrainConfig, check_config, exit_on_error, load_config
 from configurator import model_config
 from data.common import TokenWindows, check_dataset, resolve_data_dir
 from let import alignment_loss, kd_loss, kd_weight, let_lambda, make_projectors
 from model import GPT, padded_vocab
-from parallel import all_reduce_grads, init_distributed, micro_steps, optimizer_step, wrap
+from parallel import all_reduce_grads, init_distributed, micro_steps, optimizer_step, shard, wrap
 from system import DTYPES, autocast, describe_machine, device_peak_flops, resolve_compile
 from system import resolve_device, resolve_dtype
 from teacher import check_teacher, load_teacher
@@ -59,7 +61,7 @@ def main(argv):
     check_config(cfg)
 
     # where: the processes, the device, the precision
-    ddp, device_name = init_distributed(resolve_device(cfg.device), cfg.backend)
+    ddp, device_name = init_distributed(resolve_device(cfg.device), cfg.backend, cfg.data_parallel)
     device = torch.device(device_name)
     master = ddp.rank == 0
 
@@ -80,7 +82,9 @@ def main(argv):
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     check_writable(cfg.out_dir, ddp.rank)
-    ckpt_path = os.path.join(cfg.out_dir, 'ckpt.pt')
+    sharded = cfg.data_parallel == 'fsdp'  # FSDP: weights, gradients and AdamW state sharded
+    ckpt_path = checkpoint_path(cfg.out_dir, sharded)  # ckpt.pt, or FSDP's folder of shards ckpt/
+    found = find_checkpoint(ckpt_path)
     log_path = os.path.join(cfg.out_dir, 'log.jsonl')
 
     # data: a step reads the same windows whatever the number of processes (data/common.py)
@@ -96,16 +100,16 @@ def main(argv):
         return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
     # the checkpoint to continue: 'auto' resumes when there is one, 'scratch' never overwrites one
-    resume = cfg.init_from == 'resume' or (cfg.init_from == 'auto' and os.path.exists(ckpt_path))
-    if cfg.init_from == 'scratch' and os.path.exists(ckpt_path):
-        raise ConfigError(f"{ckpt_path} exists and init_from='scratch' would overwrite it; use "
+    resume = cfg.init_from == 'resume' or (cfg.init_from == 'auto' and found is not None)
+    if cfg.init_from == 'scratch' and found:
+        raise ConfigError(f"{found} exists and init_from='scratch' would overwrite it; use "
                           f"init_from='auto' to continue it, or another out_dir")
-    if cfg.init_from == 'resume' and not os.path.exists(ckpt_path):
+    if cfg.init_from == 'resume' and not found:
         raise ConfigError(f"init_from='resume' but {ckpt_path} does not exist")
     gptconf = model_config(cfg, padded_vocab(meta['vocab_size']))
-    ckpt = load_checkpoint(ckpt_path) if resume else None
+    ckpt = load_checkpoint(found) if resume else None  # sharded: all but weights and optimizer
     if ckpt:
-        check_resume(ckpt, ckpt_path, dataclasses.asdict(gptconf), cfg)
+        check_resume(ckpt, found, dataclasses.asdict(gptconf), cfg)
     iter_num = start_iter = ckpt['iter_num'] if ckpt else 0
 
     # the teacher (LET, KD): frozen, never in the optimizer, a wrapper or a checkpoint
@@ -136,33 +140,40 @@ def main(argv):
     # the student, LET's projectors P (one per aligned block k), the optimizer
     torch.manual_seed(cfg.seed)
     model = GPT(gptconf)
+    model.activation_checkpointing = cfg.activation_checkpointing
     projectors = None
     if let_on:
         d_teacher = teacher.width if teacher else ckpt['projector_width']
         projectors = make_projectors(cfg.let_proj, len(cfg.let_layers), gptconf.n_embd, d_teacher,
                                      seed=cfg.seed + 1)
-    if ckpt:
+    if ckpt and projectors is not None and ckpt['projector_width'] is None:
+        raise ConfigError(f"{found} was trained without LET: keep let_lambda=0 to resume")
+    if ckpt and not sharded:
         model.load_state_dict(ckpt['model'])
-        if projectors is not None and ckpt['projectors'] is None:
-            raise ConfigError(f"{ckpt_path} was trained without LET: keep let_lambda=0 to resume")
         if projectors is not None:
             projectors.load_state_dict(ckpt['projectors'])
     model.to(device)
     projector_params = list(projectors.to(device).parameters()) if projectors is not None else []
     say(f"student: {model.get_num_params() / 1e6:.2f}M parameters")
+    if sharded:  # in place, before the optimizer: the parameters become shards (DTensors)
+        model = shard(model, device, ddp.world_size, dtype)
     betas = (cfg.beta1, cfg.beta2)
     optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, betas, device.type,
                                            extra_params=projector_params)
     scaler = torch.amp.GradScaler(device.type, enabled=(dtype == 'float16'))
-    if ckpt:
+    trained = {'student': model, 'projectors': projectors}  # what a sharded checkpoint names
+    if ckpt and sharded:
+        load_sharded(found, trained, optimizer)  # each rank reads its own shards
+    elif ckpt:
         optimizer.load_state_dict(ckpt['optimizer'])
+    if ckpt:
         scaler.load_state_dict(ckpt['scaler'])
-    raw_model = model  # the plain student: what is saved, evaluated and sampled
+    raw_model = model  # the student without compile or DDP: what is saved, evaluated and sampled
     if use_compile:
         say("compiling the model...")
         model = torch.compile(model)
     eval_model = model
-    if ddp.on:
+    if ddp.on and not sharded:
         model = wrap(model, device)
 
     # MFU: a training step is 3 forwards of the student; the teacher runs one, its head only for KD
@@ -171,7 +182,8 @@ def main(argv):
     if teacher:
         per_token = teacher.model.forward_flops_per_token(cfg.block_size, head=False)
         flops_body = per_token * tokens_per_iter
-        flops_head = teacher.model.forward_flops_per_token(cfg.block_size) * tokens_per_iter - flops_body
+        with_head = teacher.model.forward_flops_per_token(cfg.block_size) * tokens_per_iter
+        flops_head = with_head - flops_body
     peak = device_peak_flops(device, dtype)
     if peak is None:
         say(f"MFU: not reported (no known peak FLOP/s for {device} in {dtype})")
@@ -204,15 +216,17 @@ def main(argv):
         return logit_calls_before + (teacher.logit_calls if teacher else 0)
 
     def checkpoint_state():
-        return {'format': FORMAT, 'iter_num': iter_num, 'config': dataclasses.asdict(cfg),
-                'model': raw_model.state_dict(), 'model_args': dataclasses.asdict(gptconf),
-                'tokenizer': meta['tokenizer'],
-                'projectors': projectors.state_dict() if projectors is not None else None,
-                'projector_width': projectors[0].d_teacher if projectors is not None else None,
-                'optimizer': optimizer.state_dict(), 'scaler': scaler.state_dict(),
-                'teacher_calls': teacher_calls(), 'teacher_logit_calls': teacher_logit_calls(),
-                'best_val_loss': best_val_loss,
-                'train_time': train_time}
+        """The checkpoint; sharded (FSDP), without weights and optimizer: save_sharded adds them."""
+        state = {'format': FORMAT, 'iter_num': iter_num, 'config': dataclasses.asdict(cfg),
+                 'model_args': dataclasses.asdict(gptconf), 'tokenizer': meta['tokenizer'],
+                 'projector_width': projectors[0].d_teacher if projectors is not None else None,
+                 'scaler': scaler.state_dict(), 'teacher_calls': teacher_calls(),
+                 'teacher_logit_calls': teacher_logit_calls(),
+                 'best_val_loss': best_val_loss, 'train_time': train_time}
+        if not sharded:
+            state.update(model=raw_model.state_dict(), optimizer=optimizer.state_dict(),
+                         projectors=projectors.state_dict() if projectors is not None else None)
+        return state
 
     def log(record):
         if master:
@@ -255,8 +269,11 @@ def main(argv):
                 break
             improved = losses['val'] < best_val_loss
             best_val_loss = min(best_val_loss, losses['val'])
-            if master and iter_num > start_iter and (improved or cfg.always_save_checkpoint):
-                save_checkpoint(ckpt_path, checkpoint_state())
+            if iter_num > start_iter and (improved or cfg.always_save_checkpoint):
+                if sharded:  # every rank writes its shards
+                    save_sharded(ckpt_path, checkpoint_state(), trained, optimizer)
+                elif master:
+                    save_checkpoint(ckpt_path, checkpoint_state())
         if iter_num >= cfg.max_iters:
             break
 
@@ -278,8 +295,11 @@ def main(argv):
             slot = micro_step * ddp.world_size + ddp.rank
             first = iter_num * global_batch + slot * cfg.batch_size
             X, Y = get_batch('train', splits['train'].train_windows(first, cfg.batch_size))
-            if ddp.on:
-                model.require_backward_grad_sync = micro_step == accum - 1  # average at the end
+            last = micro_step == accum - 1  # gradients are averaged across ranks once, at the end
+            if sharded:
+                raw_model.set_requires_gradient_sync(last)
+            elif ddp.on:
+                model.require_backward_grad_sync = last
             with ctx:
                 logits, lm_loss, h_students = model(X, Y, hidden_layers=k if lam > 0 else ())
                 loss, align_loss, cos, kd = lm_loss, zero, zero, zero

@@ -10,7 +10,7 @@ import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-from checkpoint import read_log  # noqa: E402
+from checkpoint import consolidate, read_log  # noqa: E402
 from configurator import to_args  # noqa: E402
 
 TRAIN = os.path.join(REPO, 'train.py')
@@ -47,6 +47,9 @@ class Run:
         return read_log(self.out_dir, 'train')
 
     def checkpoint(self):
+        """The final checkpoint as one dict; an FSDP run's shards (out_dir/ckpt/) gathered into it."""
+        if os.path.isdir(os.path.join(self.out_dir, 'ckpt')):
+            return consolidate(os.path.join(self.out_dir, 'ckpt'))
         return torch.load(os.path.join(self.out_dir, 'ckpt.pt'), map_location='cpu', weights_only=False)
 
     def params(self):

@@ -130,3 +130,37 @@ def test_a_checkpoint_from_before_the_teacher_switches_still_resumes():
     old = {k: v for k, v in current.items() if k not in ('parallel_block', 'rope_dims', 'rope_scaling')}
     cfg = TrainConfig()
     check_resume({'model_args': old, 'config': asdict(cfg)}, 'ckpt.pt', current, cfg)
+
+
+def test_activation_checkpointing_changes_no_number():
+    """Backward recomputes each block from its input, with the same dropout masks: the same loss and
+    gradients, bit for bit."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**dict(GPT2, dropout=0.1)))
+    idx = torch.randint(0, 64, (2, 16))
+    results = []
+    for checkpointing in (False, True):
+        model.activation_checkpointing = checkpointing
+        torch.manual_seed(1)  # the same dropout masks, also when backward recomputes a block
+        _, loss, hidden = model(idx, idx, hidden_layers=(0,))
+        (loss + hidden[0].square().mean()).backward()
+        results.append([loss.detach()] + [p.grad.clone() for p in model.parameters()])
+        model.zero_grad()
+    assert all(torch.equal(a, b) for a, b in zip(*results))
+
+
+def test_activation_checkpointing_keeps_less_for_backward():
+    model = GPT(GPTConfig(**dict(GPT2, n_layer=4)))
+    idx = torch.randint(0, 64, (2, 16))
+    kept = []
+    for checkpointing in (False, True):
+        model.activation_checkpointing = checkpointing
+        sizes = []
+
+        def keep(t):
+            sizes.append(t.numel() * t.element_size())
+            return t
+        with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
+            model(idx, idx)
+        kept.append(sum(sizes))
+    assert kept[1] < kept[0] / 2  # the blocks' insides are recomputed, not kept

@@ -1,0 +1,264 @@
+"""Scale: FSDP2 sharding (parallel.shard), activation checkpointing, sharded checkpoints (checkpoint.py), and
+torchrun restarting killed workers. FSDP runs on the CPU here, over gloo, with a CPU device mesh."""
+
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch.distributed.tensor import DTensor
+
+from checkpoint import FORMAT, consolidate, find_checkpoint
+from configurator import ConfigError, TrainConfig, changes, check_config, load_config, model_config
+from conftest import ENV, REPO, TINY, Run, max_diff, read_log, run_train, train_cmd, trained
+from model import GPT, GPTConfig, padded_vocab
+from parallel import check_restarts, micro_steps, optimizer_step, shard
+from teacher import load_teacher
+from test_let import LET
+from test_train import TORCHRUN
+
+# torchrun restarting workers, as docs/scale.md says to start it (parallel.check_restarts says why)
+RESTARTS = TORCHRUN + ('--max-restarts=1',)
+RESTART_ENV = dict(ENV, TORCH_DISABLE_SHARE_RDZV_TCP_STORE='1')
+SMALL = dict(block_size=32, vocab_size=256, n_layer=2, n_head=2, n_embd=32, dropout=0.1)
+
+
+# ------------------------------------------------------------------ the sharded student trains as one process
+
+def sgd_worker(rank, world, tmp, checkpointing):
+    """Three SGD steps on 2 micro-batches of 4 sequences: micro-batch m is computed by rank m % world.
+    Writes the final weights, whole, to tmp/weights-<world>.pt."""
+    torch.set_num_threads(1)
+    dist.init_process_group('gloo', init_method=f'file://{tmp}/store-{world}', rank=rank, world_size=world)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**SMALL))
+    model.activation_checkpointing = checkpointing
+    if world > 1:
+        model = shard(model, torch.device('cpu'), world, 'float32')
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    scaler = torch.amp.GradScaler('cpu', enabled=False)
+    data = torch.randint(0, 256, (3, 2, 4, 33), generator=torch.Generator().manual_seed(1))
+    accum = 2 // world
+    for step in range(3):
+        for m in range(rank, 2, world):
+            if world > 1:
+                model.set_requires_gradient_sync(m + world >= 2)  # the rank's last micro-batch
+            torch.manual_seed(10 * step + m)  # dropout: a micro-batch draws the same mask on any rank
+            x = data[step, m]
+            _, loss = model(x[:, :-1], x[:, 1:])
+            (loss / accum).backward()
+        optimizer_step(optimizer, scaler, 0.0, loss.detach(), distributed=True)
+    weights = {k: v.full_tensor() if isinstance(v, DTensor) else v for k, v in model.state_dict().items()}
+    if rank == 0:
+        torch.save(weights, f'{tmp}/weights-{world}.pt')
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize('checkpointing', [False, True], ids=['plain', 'activation_checkpointing'])
+def test_fsdp_sgd_steps_on_two_processes_equal_one_process_bit_for_bit(tmp_path, checkpointing):
+    """Each rank's micro-batch is computed exactly as one process computes it; FSDP's reduce-scatter averages
+    two gradients, (a + b) / 2, which is a/2 + b/2 exactly: SGD's weights come out identical, even when the
+    blocks are recomputed in backward (activation checkpointing) and dropout is on."""
+    mp.spawn(sgd_worker, args=(1, str(tmp_path), False), nprocs=1)
+    mp.spawn(sgd_worker, args=(2, str(tmp_path), checkpointing), nprocs=2)
+    one, two = (torch.load(tmp_path / f'weights-{w}.pt') for w in (1, 2))
+    assert one.keys() == two.keys()
+    assert all(torch.equal(one[k], two[k]) for k in one)
+
+
+@pytest.mark.parametrize('term', [pytest.param(LET, id='let'),
+                                  pytest.param(dict(LET, kd_lambda=1.0, kd_stop=3), id='let+kd')])
+def test_fsdp_on_two_processes_matches_one_process_with_twice_the_accumulation(term, shakespeare_byte,
+                                                                            teacher_ckpt, tmp_path):
+    """train.py with FSDP, AdamW, clipping and 2 micro-steps per rank (gradient sync on the last only), LET on
+    for 4 of the 6 steps (and distillation for 3). The projector is not sharded: its gradients are averaged by
+    hand."""
+    cfg = dict(TINY, **term, dataset=shakespeare_byte, teacher=teacher_ckpt, max_iters=6, batch_size=4,
+               gradient_accumulation_steps=4, grad_clip=0.5)
+    fsdp = trained(tmp_path / 'fsdp', run_train(dict(cfg, out_dir=str(tmp_path / 'fsdp'), data_parallel='fsdp'),
+                                                launcher=TORCHRUN))
+    single = trained(tmp_path / 'single', run_train(dict(cfg, out_dir=str(tmp_path / 'single'))))
+    # float sums in another order, which AdamW's division by sqrt(v) can magnify: 1e-5, as for DDP
+    assert max_diff(fsdp.params(), single.params()) < 1e-5
+    assert any(k.startswith('projectors.') for k in fsdp.params())
+    assert [r['lambda'] for r in fsdp.train_log()][:5] == [r['lambda'] for r in single.train_log()][:5]
+    assert fsdp.records[-1]['val_loss'] == pytest.approx(single.records[-1]['val_loss'], abs=1e-5)
+
+    # the sharded checkpoint as one plain file, which the teacher loader (and so sample.py) reads as it is
+    done = subprocess.run([sys.executable, os.path.join(REPO, 'checkpoint.py'), 'consolidate', fsdp.out_dir],
+                          capture_output=True, text=True, env=ENV)
+    assert done.returncode == 0, done.stderr
+    loaded = load_teacher(os.path.join(fsdp.out_dir, 'model.pt'))
+    assert loaded.tokenizer == 'byte'
+    assert max_diff(loaded.model.state_dict(),
+                    {k: v for k, v in fsdp.params().items() if not k.startswith('projectors.')}) == 0.0
+
+
+def test_under_fsdp_every_rank_skips_the_same_non_finite_steps_and_none_hangs(shakespeare_byte, tmp_path):
+    """The gradient norm of sharded gradients is summed across ranks (parallel.grad_norm): every rank sees the
+    same non-finite norm, skips the same steps and stops at the same one."""
+    cfg = dict(TINY, dataset=shakespeare_byte, out_dir=str(tmp_path / 'fsdp'), data_parallel='fsdp',
+               learning_rate=1e30, min_lr=1e30, warmup_iters=0, max_nonfinite_steps=2, max_iters=20,
+               gradient_accumulation_steps=2)
+    done = run_train(cfg, launcher=TORCHRUN, timeout=180)
+    assert done.returncode != 0
+    assert done.stderr.count('2 non-finite steps in a row at iteration 2') == 2  # both ranks, same step
+
+
+# ------------------------------------------------------------------ sharded checkpoints
+
+def workers(agent_pid):
+    """{rank: pid} of the workers a torchrun agent started (each in a session of its own, so killing the
+    agent's process group would leave them running)."""
+    found = {}
+    for pid in filter(str.isdigit, os.listdir('/proc')):
+        try:
+            with open(f'/proc/{pid}/stat') as f:
+                parent = int(f.read().rsplit(')', 1)[1].split()[1])
+            with open(f'/proc/{pid}/environ', 'rb') as f:
+                environ = f.read().split(b'\0')
+        except OSError:
+            continue  # gone meanwhile
+        rank = [v[5:] for v in environ if v.startswith(b'RANK=')]
+        if parent == agent_pid and rank:
+            found[int(rank[0])] = int(pid)
+    return found
+
+
+def dead(pid):
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            return f.read().rsplit(')', 1)[1].split()[0] == 'Z'  # a zombie: killed, not yet reaped
+    except OSError:
+        return True
+
+
+SHARDED_WRITER = """
+import sys, torch, torch.distributed as dist
+sys.path.insert(0, {repo!r})
+from checkpoint import save_sharded
+from model import GPT, GPTConfig
+from parallel import shard
+dist.init_process_group('gloo')
+model = shard(GPT(GPTConfig(block_size=32, vocab_size=256, n_layer=2, n_head=4, n_embd=512)), torch.device('cpu'),
+              2, 'float32')
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+i = {first}
+while True:  # rewrite the checkpoint forever, every weight of version i equal to i, until killed
+    i += 1
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(i)
+    save_sharded({path!r}, {{'format': {fmt!r}, 'iter_num': i}}, {{'student': model}}, optimizer)
+    if i == {first} + 1 and dist.get_rank() == 0:
+        open({path!r} + '-saved-{first}', 'w').close()  # tells the test this job has saved once
+"""
+
+
+def test_a_kill_during_a_sharded_save_leaves_a_whole_checkpoint(tmp_path):
+    """Both ranks and torchrun are killed (SIGKILL) at random moments of an endless series of sharded saves:
+    the checkpoint found afterwards is always one whole version, shards and meta.pt alike."""
+    path = str(tmp_path / 'ckpt')
+    rng = random.Random(2)
+    mid_save = 0
+    for job_number in range(4):
+        first = 1000 * job_number  # this job's versions: first + 1, first + 2, ...
+        script = tmp_path / f'writer{job_number}.py'
+        script.write_text(SHARDED_WRITER.format(repo=REPO, path=path, fmt=FORMAT, first=first))
+        job = subprocess.Popen([sys.executable, *TORCHRUN, str(script)], env=ENV, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        while not os.path.exists(f'{path}-saved-{first}') and job.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 1.0))
+        ranks = workers(job.pid)
+        for pid in (job.pid, *ranks.values()):  # the agent, then both workers: nobody stops gracefully
+            os.kill(pid, signal.SIGKILL)
+        job.wait()
+        assert len(ranks) == 2
+        while not all(map(dead, ranks.values())):
+            time.sleep(0.01)
+        mid_save += os.path.exists(path + '.tmp') or not os.path.exists(path)
+        ckpt = consolidate(find_checkpoint(path))
+        assert ckpt['iter_num'] > first  # this job's, not an earlier job's
+        assert all(torch.all(w == ckpt['iter_num']) for w in ckpt['model'].values())
+    assert mid_save >= 1  # most of the writer's time is spent saving: some kills land mid-save
+
+
+# ------------------------------------------------------------------ torchrun restarts a killed worker
+
+@pytest.mark.parametrize('data_parallel', ['ddp', 'fsdp'])
+def test_a_worker_killed_under_torchrun_is_restarted_and_the_run_ends_with_the_uninterrupted_losses(
+        data_parallel, shakespeare_byte, tmp_path):
+    """TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 torchrun --max-restarts=1: rank 1 is killed after the checkpoint
+    of step 4; torchrun stops rank 0, starts both again, they resume from the checkpoint and the log ends with
+    exactly the losses of a run that was never interrupted."""
+    cfg = dict(TINY, dataset=shakespeare_byte, data_parallel=data_parallel, max_iters=12, dropout=0.1,
+               gradient_accumulation_steps=2, init_from='auto')
+    whole = trained(tmp_path / 'whole', run_train(dict(cfg, out_dir=str(tmp_path / 'whole')), launcher=TORCHRUN))
+    out = tmp_path / 'killed'
+    job = subprocess.Popen(train_cmd(dict(cfg, out_dir=str(out)), launcher=RESTARTS), env=RESTART_ENV,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 240
+    while not [r for r in read_log(out, 'train') if r['iter'] >= 5] and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(workers(job.pid)[1], signal.SIGKILL)
+    output, _ = job.communicate(timeout=300)
+    assert job.returncode == 0, output[-3000:]
+    assert 'resuming from' in output
+    assert [r['iter'] for r in read_log(out, 'train')] == list(range(1, 13))
+    assert [r['lm_loss'] for r in read_log(out, 'train')] == [r['lm_loss'] for r in whole.train_log()]
+    assert max_diff(Run(str(out)).params(), whole.params()) == 0.0
+
+
+def test_torchrun_restarts_with_its_shared_store_are_refused_with_the_fix(monkeypatch):
+    """What torchrun --max-restarts=1 sets in its workers' environment (local_elastic_agent.py), unless it was
+    started with TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1."""
+    monkeypatch.setenv('TORCHELASTIC_MAX_RESTARTS', '1')
+    monkeypatch.setenv('TORCHELASTIC_USE_AGENT_STORE', 'True')
+    with pytest.raises(ConfigError, match='Start torchrun as TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 torchrun'):
+        check_restarts()
+    monkeypatch.setenv('TORCHELASTIC_USE_AGENT_STORE', 'False')  # what the documented command gives
+    check_restarts()
+    monkeypatch.setenv('TORCHELASTIC_USE_AGENT_STORE', 'True')
+    monkeypatch.setenv('TORCHELASTIC_MAX_RESTARTS', '0')  # no restart, no stale store
+    check_restarts()
+
+
+# ------------------------------------------------------------------ the 7B configs
+
+def test_the_7b_configs_are_a_7_5b_student_sharded_32_ways_and_differ_only_in_let():
+    config = os.path.join(REPO, 'config')
+    let, base = (load_config(TrainConfig, [os.path.join(config, f)])
+                 for f in ('let_pile_7b.py', 'baseline_pile_7b.py'))
+    check_config(let)
+    check_config(base)
+    with torch.device('meta'):  # the shapes, no memory
+        student = GPT(model_config(let, padded_vocab(128_256)))  # Llama 3's vocabulary
+    assert 7.5e9 < student.get_num_params() < 7.55e9
+    assert 16 * student.get_num_params() / 32 < 4e9  # fp32 weights, gradients, AdamW: 3.8 GB per GPU
+    assert let.data_parallel == 'fsdp' and let.activation_checkpointing
+    assert let.batch_size * micro_steps(let, 32) * 32 * let.block_size == 1_048_576  # tokens per step
+    assert 0 <= let.let_layers[0] < let.n_layer // 4  # an early block
+    assert set(changes(os.path.join(config, 'let_pile_7b.py'), os.path.join(config, 'baseline_pile_7b.py'))) == {
+        'teacher', 'let_lambda', 'let_loss', 'let_proj', 'let_layers', 'let_stop'}
+
+
+# ------------------------------------------------------------------ bad input, one clear error
+
+def test_fsdp_without_torchrun_is_an_error_that_says_how_to_launch(tiny_error):
+    assert "launch with torchrun (--nproc_per_node=1" in tiny_error(data_parallel='fsdp')
+    assert "data_parallel='zero': use 'ddp' or 'fsdp'" in tiny_error(data_parallel='zero')
+
+
+def test_a_sharded_checkpoint_is_not_resumed_as_a_plain_one(tiny_error, tmp_path):
+    (tmp_path / 'run' / 'ckpt').mkdir(parents=True)  # what an FSDP run leaves: a folder of shards
+    assert re.search(r"holds a checkpoint of an FSDP run .*resume it with data_parallel='fsdp'",
+                     tiny_error('run', init_from='auto'))
