@@ -41,7 +41,8 @@ class TrainConfig:
     gradient_accumulation_steps: int = 1  # global: divided across the processes
     batch_size: int = 32              # sequences per micro-batch per process
     block_size: int = 128
-    # model (model.py's GPTConfig; the defaults are GPT-2's architecture)
+    # model (model.py's GPTConfig): nanoGPT's GPT-2 by default, with nanoGPT's exact GELU; GPT-2's own tanh
+    # form ('gelu') computed 2.5x slower on our CPU, about 6% of a step (docs/throughput.md)
     n_layer: int = 4
     n_head: int = 4
     n_embd: int = 192
@@ -50,7 +51,7 @@ class TrainConfig:
     bias: bool = True
     norm: str = 'layernorm'           # 'layernorm' | 'rmsnorm'
     norm_eps: float = 1e-5
-    mlp: str = 'gelu'                 # 'gelu' | 'swiglu'
+    mlp: str = 'gelu_exact'           # 'gelu_exact' (nanoGPT's) | 'gelu' (GPT-2's tanh form) | 'swiglu' | 'relu'
     mlp_hidden: int = 0
     pos: str = 'learned'              # 'learned' | 'rope'
     rope_theta: float = 10000.0
