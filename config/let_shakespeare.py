@@ -9,4 +9,4 @@ let_layers = (1,)      # k: the output of the student's second block (counted fr
 let_proj = 'linear'    # P: a learned 128 -> 64 projection of the student state (the paper interpolates)
 let_loss = 'cosine'
 let_lambda = 100.0     # lambda0: 1000x the paper's 0.1; at this scale the gain grew with lambda0 (docs/speedup.md)
-let_stop = 200         # S_stop: 50% of the run
+let_stop = 125         # S_stop: 50% of the run

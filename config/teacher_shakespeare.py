@@ -7,6 +7,6 @@ exec(open(os.path.join(os.path.dirname(__file__), 'train_shakespeare_byte.py')).
 out_dir = 'out-shakespeare-teacher'
 n_layer = 2                        # 2 blocks x 64 wide: 0.12M parameters
 n_embd = 64
-max_iters = 2000                   # 2.0M tokens, 5x the student's
-lr_decay_iters = 2000
-eval_interval = 500
+max_iters = 1250                   # 1.3M tokens, 5x the student's
+lr_decay_iters = 1250
+eval_interval = 250

@@ -11,10 +11,10 @@ n_head = 4
 n_embd = 128
 block_size = 128
 batch_size = 8                     # 1,024 tokens per step
-max_iters = 400                    # 0.4M tokens: a tenth of an epoch of the 4.6M training bytes
-lr_decay_iters = 400               # cosine to min_lr exactly at the end
-warmup_iters = 30
-learning_rate = 2e-3
-min_lr = 2e-4
-eval_interval = 20                 # the resolution of speedup.py's "steps to target"
+max_iters = 250                    # 0.26M tokens: 1/18 of an epoch of the 4.6M training bytes
+lr_decay_iters = 250               # cosine to min_lr exactly at the end
+warmup_iters = 20
+learning_rate = 3e-3
+min_lr = 3e-4
+eval_interval = 25                 # the resolution of speedup.py's "steps to target"
 eval_iters = 8                     # 8 batches = 8k val tokens per evaluation, the same ones every time
