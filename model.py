@@ -41,7 +41,8 @@ class GPTConfig:
     n_kv_head: int = 0            # key/value heads; 0 = n_head (plain multi-head attention)
     norm: str = 'layernorm'       # 'layernorm' | 'rmsnorm'
     norm_eps: float = 1e-5
-    mlp: str = 'gelu'             # 'gelu' (GELU-tanh, 4x) | 'swiglu' | teachers: 'gelu_exact' (GPT-NeoX), 'relu' (OPT)
+    mlp: str = 'gelu'             # 'gelu' (GPT-2's GELU-tanh, 4x) | 'gelu_exact' (nanoGPT's; train.py's default,
+                                  # and GPT-NeoX's) | 'swiglu' | 'relu' (OPT)
     mlp_hidden: int = 0           # MLP inner width; 0 = ~8/3*n_embd rounded to 64 (swiglu), else 4*n_embd
     pos: str = 'learned'          # 'learned' | 'rope'
     rope_theta: float = 10000.0

@@ -8,6 +8,6 @@ out_dir = 'out-shakespeare-salt'
 
 teacher = 'out-shakespeare-teacher/ckpt.pt'
 let_lambda = 0.0       # no alignment: distillation only
-kd_lambda = 20.0       # w0: the best of 0.5, 1, 2, 5, 20, 100 on seed 1337 (docs/speedup.md)
+kd_lambda = 20.0       # w0: the best of 0.5, 1, 2, 5, 20, 100 (seed 1337, 400 steps; docs/speedup.md)
 kd_stop = 125          # the weight falls linearly to 0 here: LET's S_stop, the same early phase
 kd_temperature = 1.0   # tau = 1: the teacher's own distribution

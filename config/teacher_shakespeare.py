@@ -1,6 +1,6 @@
 # The teacher of the CPU demo: the demo's data and schedule (config/train_shakespeare_byte.py), a model 1/5 of
 # the student's size, trained 5x longer ("late" in its training).
-# $ python train.py config/teacher_shakespeare.py          (about 2 minutes on a 2-core CPU)
+# $ python train.py config/teacher_shakespeare.py          (under a minute on a 2-core CPU)
 # speedup.py config/speedup_shakespeare.py trains exactly this into the same folder when it is missing.
 import os
 exec(open(os.path.join(os.path.dirname(__file__), 'train_shakespeare_byte.py')).read())

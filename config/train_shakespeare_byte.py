@@ -1,6 +1,6 @@
 # The CPU demo's student and schedule: a byte-level GPT on Shakespeare, trained plain. This is the baseline the
 # LET demo is compared with; the teacher, LET and speedup configs build on this file.
-# $ python train.py config/train_shakespeare_byte.py        (about a minute on a 2-core CPU)
+# $ python train.py config/train_shakespeare_byte.py        (under a minute on a 2-core CPU)
 out_dir = 'out-shakespeare-baseline'
 dataset = 'shakespeare/byte'       # prepared with: python data/shakespeare/prepare.py --tokenizer=byte
 device = 'cpu'
