@@ -190,6 +190,23 @@ def test_train_py_learns_from_a_hf_teacher_on_uint32_data(tokenizers_by_style, t
     assert run.checkpoint()['model_args']['vocab_size'] >= tok.vocab_size > 2**16
 
 
+@pytest.mark.parametrize('family', FAMILIES)
+def test_train_py_trains_with_a_teacher_of_each_family(hf_teachers, family, tmp_path):
+    """`train.py --teacher=<Hugging Face folder>` for every family: data prepared with the teacher's own tokenizer,
+    LET on its hidden state and distillation on its logits until step 4, then plain training."""
+    _, folder = hf_teachers[family]
+    write_corpus(tmp_path / 'corpus.jsonl', n_docs=100)
+    data = pile.prepare(folder, input=[str(tmp_path / 'corpus.jsonl')], val_docs=10, num_proc=1,
+                        out_dir=str(tmp_path / 'data'))
+    run = trained(tmp_path / 'out', run_train(dict(
+        TINY, dataset=data, out_dir=str(tmp_path / 'out'), teacher=folder, let_lambda=1.0, let_stop=4,
+        kd_lambda=1.0, kd_stop=4, max_iters=6, eval_interval=6, lr_decay_iters=6)))
+    log = run.train_log()
+    assert all(r['align_loss'] > 0 and r['kd_loss'] > 0 for r in log[:4])
+    assert [r['teacher_logit_calls'] for r in log] == [1, 2, 3, 4, 4, 4]  # released at step 4
+    assert run.records[-1]['val_loss'] < run.records[0]['val_loss']
+
+
 def test_train_py_refuses_a_teacher_of_another_tokenizer(hf_teachers, tiny_error):
     _, folder = hf_teachers['opt']
     message = tiny_error(teacher=folder, let_lambda=1.0)  # on byte-level Shakespeare
