@@ -126,13 +126,15 @@ def grad_norm(grads, device):
     (FSDP's DTensor) holds one slice per rank: the slices' squares are summed across ranks. A
     replicated one (DDP's, the projector's: averaged already) is whole on every rank, counted once.
     torch's clip_grad_norm_ cannot mix the two kinds."""
-    def squares(tensors):
-        return sum((torch.linalg.vector_norm(t, dtype=torch.float32).square() for t in tensors),
-                   torch.zeros((), device=device))
-    sharded = squares(g.to_local() for g in grads if isinstance(g, DTensor))
-    if any(isinstance(g, DTensor) for g in grads):
+    def squares(tensors):  # one foreach norm per device and dtype, as clip_grad_norm_ computes it
+        if not tensors:
+            return torch.zeros((), device=device)
+        return torch.nn.utils.get_total_norm(tensors).float().square()
+    shards = [g.to_local() for g in grads if isinstance(g, DTensor)]
+    sharded = squares(shards)
+    if shards:
         dist.all_reduce(sharded, op=dist.ReduceOp.SUM)
-    return (sharded + squares(g for g in grads if not isinstance(g, DTensor))).sqrt()
+    return (sharded + squares([g for g in grads if not isinstance(g, DTensor)])).sqrt()
 
 
 def optimizer_step(optimizer, scaler, grad_clip, loss, distributed):
@@ -147,8 +149,7 @@ def optimizer_step(optimizer, scaler, grad_clip, loss, distributed):
     norm = grad_norm(grads, loss.device)
     if grad_clip > 0:
         scale = (grad_clip / (norm + 1e-6)).clamp(max=1.0)  # as torch's clip_grad_norm_
-        for g in grads:
-            (g.to_local() if isinstance(g, DTensor) else g).mul_(scale)
+        torch._foreach_mul_([g.to_local() if isinstance(g, DTensor) else g for g in grads], scale)
     bad = (~torch.isfinite(norm) | ~torch.isfinite(loss)).float()
     if distributed:
         dist.all_reduce(bad, op=dist.ReduceOp.MAX)
