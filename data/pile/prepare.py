@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))  # repo root: `tokenizer` and `data.common`
-from data.common import BinWriter, DataError, begin, check_vocab_fits, doc_separator, finish, token_dtype
+from data.common import BinWriter, DataError, begin, doc_separator, finish, load_tokenizer, token_dtype
 from tokenizer import dataset_label, get_tokenizer
 
 DOCS_PER_CHUNK = 256  # one unit of work for a tokenizer process: big enough to amortise the pickling
@@ -155,11 +155,7 @@ def prepare(tokenizer="smollm2", input=None, val_input=None, hf_dataset=None, hf
         if val_docs >= max_docs:
             raise DataError(f"--val_docs {val_docs} leaves no training documents out of --max_docs {max_docs}")
         max_docs -= val_docs  # --max_docs counts the documents read from the input, val's head included
-    try:
-        tok = get_tokenizer(tokenizer)
-    except (OSError, ValueError, ImportError) as e:
-        raise DataError(f"--tokenizer={tokenizer}: {e}") from None
-    check_vocab_fits(tok)
+    tok = load_tokenizer(tokenizer)
     out_dir = out_dir or os.path.join(HERE, dataset_label(tok.name))
     num_proc = num_proc or os.cpu_count()
     docs = documents(train_texts, val_texts, val_docs, max_docs)

