@@ -111,8 +111,8 @@ def ratio(a, b):
 
 def compare(baseline, variant, teacher_time=None, teacher_stop=None):
     """The numbers of one seed. baseline, variant: eval records ({'iter', 'val_loss', 'train_time'}, sorted by
-    iter); teacher_time: seconds spent training the teacher, or None when unknown; s_stop: the variant's S_stop,
-    or None when it has no teacher."""
+    iter); teacher_time: seconds spent training the teacher, or None when unknown; teacher_stop: the step where
+    the variant's teacher stops running (teacher_steps), or None when it has no teacher."""
     base_loss = [(r['iter'], r['val_loss']) for r in baseline]
     base_time = [(r['iter'], r['train_time']) for r in baseline]
     var_loss = [(r['iter'], r['val_loss']) for r in variant]
@@ -217,6 +217,11 @@ def teacher_config(cfg):
         raise ConfigError(f"teacher_train block_size={tcfg.block_size} is shorter than the students' "
                           f"block_size={cfg.block_size}: the teacher must read whole student sequences")
     return tcfg
+
+
+def teacher_ckpt(cfg):
+    """The checkpoint file `teacher` names: itself (a .pt), or a folder's ckpt.pt."""
+    return cfg.teacher if cfg.teacher.endswith('.pt') else os.path.join(cfg.teacher, 'ckpt.pt')
 
 
 def trains_teacher(cfg):
@@ -348,7 +353,7 @@ def teacher_steps(run_cfg):
 def teacher_plan(cfg):
     """The teacher's training run when speedup.py trains (or finishes) it, else None; and how it came to be.
     A missing teacher without teacher_train is an error now, before any compute."""
-    path = cfg.teacher if cfg.teacher.endswith('.pt') else os.path.join(cfg.teacher, 'ckpt.pt')
+    path = teacher_ckpt(cfg)
     if trains_teacher(cfg):
         tcfg = teacher_config(cfg)
         state = saved_state(tcfg) if os.path.isfile(path) else None
@@ -376,7 +381,7 @@ def teacher_info(cfg, how):
     c = t.model.config
     info['shape'] = f"{c.n_layer} blocks x {c.n_embd} ({c.n_head} heads), {t.n_params / 1e6:.2f}M parameters"
     t.release()
-    path = cfg.teacher if cfg.teacher.endswith('.pt') else os.path.join(cfg.teacher, 'ckpt.pt')
+    path = teacher_ckpt(cfg)
     if os.path.isfile(path) and os.path.basename(path) == 'ckpt.pt':
         info['iters'] = load_checkpoint(path).get('iter_num')
         evals = read_log(os.path.dirname(path) or '.')
@@ -568,13 +573,13 @@ def target_line(cfg, best_lr, grids):
             f"it may overstate the gain; set lr_grid to tune it.")
 
 
-def write_report(cfg, command, configs, results, teacher, hows, grids, best_lr, total_time):
+def write_report(cfg, command, configs, results, teacher, hows, grids, total_time):
     """Console table, report.md and the two plots in speedup_dir. configs and hows: {(seed, name): ...} of the
     runs compared (each at its chosen learning rate); grids: {name: {learning rate: final val loss per seed}}."""
     seeds = list(cfg.seeds)
     base_cfg = configs[(seeds[0], 'baseline')]
     charged = any(r['time_speedup_with_teacher'] is not None for per_seed in results.values() for r in per_seed)
-    best_lr = {name: configs[(seeds[0], name)].learning_rate for name in best_lr}
+    best_lr = {name: configs[(seeds[0], name)].learning_rate for name in grids}  # the learning rate each ran at
     runs = {'baseline': [hows[(s, 'baseline')][0] for s in seeds]}
     runs.update({name: [hows[(s, name)][0] for s in seeds] for name in cfg.variants})
     targets = [r['target'] for r in next(iter(results.values()))]
@@ -742,7 +747,7 @@ def main(args=None, overrides=None):
                     [done[(seed, name, lr)][0][-1]['val_loss'] for seed in cfg.seeds]
                     for lr in sorted({lr for (_, n, lr) in tried if n == name})}
              for name in best_lr}  # {name: {learning rate: final val loss per seed}}
-    write_report(cfg, command, chosen, results, teacher, hows, grids, best_lr, time.time() - t_start)
+    write_report(cfg, command, chosen, results, teacher, hows, grids, time.time() - t_start)
     return results
 
 
