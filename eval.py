@@ -28,8 +28,7 @@ from tqdm import tqdm
 
 from configurator import ConfigError, exit_on_error
 from system import autocast, resolve_device, resolve_dtype
-from teacher import load_teacher
-from tokenizer import get_tokenizer
+from teacher import add_model_options, load_model
 
 # lm-eval is optional for the rest of the repo: without it this module still imports (LETLM then
 # has a plain base class) and main() stops with one clear error instead of a traceback.
@@ -242,9 +241,7 @@ def default_json_path(spec, init_from, tasks, num_fewshot, limit):
 def main():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--out_dir', default='out', help="train.py's out_dir holding ckpt.pt")
-    p.add_argument('--init_from', default='', help="instead of out_dir: a teacher spec "
-                   "(smollm2-135m, a ckpt.pt, a Hugging Face GPT-2 folder)")
+    add_model_options(p)  # --out_dir, --init_from, --tokenizer
     p.add_argument('--tasks', default=','.join(PAPER_TASKS), help="lm-eval task names or YAML "
                    "files, comma-separated (default: the paper's nine, %(default)s)")
     p.add_argument('--num_fewshot', type=int, default=1,
@@ -267,18 +264,11 @@ def main():
     tasks = [t.strip() for t in args.tasks.split(',') if t.strip()]
     if not tasks:
         raise ConfigError("--tasks is empty: name lm-eval tasks or YAML files, comma-separated")
-    spec = args.init_from or os.path.join(args.out_dir, 'ckpt.pt')
-    if not args.init_from and not os.path.exists(spec):
-        raise ConfigError(f"{spec} not found: train first (python train.py ...) or pass --out_dir "
-                          f"or --init_from")
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, torch.device(device).type)
+    spec, loaded, tok = load_model(args, device=device)
     json_path = args.json or default_json_path(spec, args.init_from, tasks, args.num_fewshot,
                                                args.limit)
-
-    # the teacher loader reads every checkpoint format this repo knows: a frozen model in eval mode
-    loaded = load_teacher(spec, device=device)
-    tok = get_tokenizer(loaded.tokenizer)
     lm = LETLM(loaded.model, tok, batch_size=args.batch_size, device=device, dtype=dtype)
     print(f"evaluating {spec} ({loaded.n_params:,} parameters, tokenizer {tok.name!r}, "
           f"block_size {lm.max_length}) on {len(tasks)} task(s), {args.num_fewshot}-shot, "

@@ -24,7 +24,7 @@ import shutil
 import torch
 
 from configurator import ConfigError, exit_on_error
-from teacher import load_teacher
+from teacher import add_model_options, load_model
 from tokenizer import _package_file, get_tokenizer, read_gguf_metadata, smollm2_gguf_path
 
 GPT2_FLAVOUR = dict(norm='layernorm', pos='learned')
@@ -258,21 +258,15 @@ def export(model, tokenizer_name, hf_dir, dtype=torch.float32):
 def main():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--out_dir', default='out', help="train.py's out_dir holding ckpt.pt")
-    p.add_argument('--init_from', default='', help="instead of out_dir: a teacher spec "
-                   "(smollm2-135m, a ckpt.pt, a Hugging Face GPT-2 folder)")
+    add_model_options(p)  # --out_dir, --init_from, --tokenizer
     p.add_argument('--hf_dir', default='', help="the folder to write (default: <out_dir>/hf)")
     p.add_argument('--dtype', default='float32', choices=list(DTYPES), help="of the saved weights")
     args = p.parse_args()
 
-    spec = args.init_from or os.path.join(args.out_dir, 'ckpt.pt')
-    if not args.init_from and not os.path.exists(spec):
-        raise ConfigError(f"{spec} not found: train first (python train.py ...) or pass --out_dir "
-                          f"or --init_from")
     if args.init_from and not args.hf_dir:
         raise ConfigError("with --init_from, name the folder to write: --hf_dir=DIR")
     hf_dir = args.hf_dir or os.path.join(args.out_dir, 'hf')
-    loaded = load_teacher(spec)  # every checkpoint format this repo reads, as model.py's GPT
+    _, loaded, _ = load_model(args)  # every checkpoint format this repo reads, as model.py's GPT
     hf = export(loaded.model, loaded.tokenizer, hf_dir, DTYPES[args.dtype])
     print(f"wrote {hf_dir}: {hf['architectures'][0]}, {loaded.n_params:,} parameters in "
           f"{args.dtype}, the {loaded.tokenizer!r} tokenizer")

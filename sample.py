@@ -7,21 +7,16 @@ $ python sample.py --init_from=HuggingFaceTB/SmolLM-135M --start="The capital of
 """
 
 import argparse
-import os
 
 import torch
 
-from teacher import load_teacher
-from tokenizer import get_tokenizer, same_vocabulary
+from configurator import exit_on_error
+from teacher import add_model_options, load_model
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--out_dir', default='out', help="train.py's out_dir holding ckpt.pt")
-    p.add_argument('--init_from', default='', help="instead of out_dir: a teacher spec (smollm2-135m, a ckpt.pt, a "
-                                                   "Hugging Face folder or hub name)")
-    p.add_argument('--tokenizer', default='', help="a model trained on a Hugging Face tokenizer's data records only "
-                                                   "its name: give its folder, tokenizer.json or hub name here")
+    add_model_options(p)  # --out_dir, --init_from, --tokenizer
     p.add_argument('--start', default='\n', help="the prompt, or FILE:path to read it from a file")
     p.add_argument('--num_samples', type=int, default=2)
     p.add_argument('--max_new_tokens', type=int, default=300)
@@ -31,17 +26,7 @@ def main():
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     args = p.parse_args()
 
-    spec = args.init_from or os.path.join(args.out_dir, 'ckpt.pt')
-    if not args.init_from and not os.path.exists(spec):
-        p.error(f"{spec} not found: train first (python train.py ...) or pass --out_dir / --init_from")
-    # the teacher loader reads every checkpoint format this repo knows, and gives a frozen model in eval mode
-    loaded = load_teacher(spec, device=args.device)
-    try:
-        tok = get_tokenizer(args.tokenizer or loaded.tokenizer_spec)
-    except (OSError, ValueError, ImportError) as e:
-        p.error(f"{e} (sample.py: --tokenizer=...)")
-    if not same_vocabulary(tok.name, loaded.tokenizer):
-        p.error(f"--tokenizer is {tok.name!r}, but the model was trained with {loaded.tokenizer!r}")
+    _, loaded, tok = load_model(args, device=args.device)
     model = loaded.model
     start = args.start
     if start.startswith('FILE:'):
@@ -57,4 +42,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    exit_on_error(main)

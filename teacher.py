@@ -467,3 +467,36 @@ def load_teacher(spec, device='cpu', dtype=torch.float32):
     else:
         raise ValueError(f"unknown teacher {spec!r}: accepted are {TEACHER_SPECS}")
     return Teacher(model.to(device, dtype), tok, spec, tokenizer_spec)
+
+
+# -----------------------------------------------------------------------------
+# one model read by a script (sample.py, eval.py, export_hf.py): the same options and checks in each
+
+def add_model_options(parser):
+    """--out_dir, --init_from and --tokenizer: which model a script reads, and its tokenizer."""
+    parser.add_argument('--out_dir', default='out', help="train.py's out_dir holding ckpt.pt")
+    parser.add_argument('--init_from', default='', help="instead of out_dir: a teacher spec (smollm2-135m, a "
+                                                        "ckpt.pt, a Hugging Face folder or hub name)")
+    parser.add_argument('--tokenizer', default='', help="a model trained on a Hugging Face tokenizer's data "
+                                                        "records only its name: give its folder, tokenizer.json or "
+                                                        "hub name here")
+
+
+def load_model(args, device='cpu'):
+    """(spec, Teacher, Tokenizer) for add_model_options' settings: init_from, else out_dir/ckpt.pt, read by
+    load_teacher (every format this repo knows, frozen, in eval mode), and the tokenizer it was trained on.
+    Anything missing or mismatched is one ConfigError."""
+    spec = args.init_from or os.path.join(args.out_dir, 'ckpt.pt')
+    if not args.init_from and not os.path.exists(spec):
+        raise ConfigError(f"{spec} not found: train first (python train.py ...) or pass --out_dir or --init_from")
+    try:
+        loaded = load_teacher(spec, device=device)
+    except (OSError, ValueError, ImportError) as e:
+        raise ConfigError(f"{spec}: {e}") from None
+    try:
+        tok = get_tokenizer(args.tokenizer or loaded.tokenizer_spec)
+    except (OSError, ValueError, ImportError) as e:
+        raise ConfigError(f"{e} (--tokenizer=...)") from None
+    if not same_vocabulary(tok.name, loaded.tokenizer):
+        raise ConfigError(f"--tokenizer is {tok.name!r}, but the model was trained with {loaded.tokenizer!r}")
+    return spec, loaded, tok

@@ -5,6 +5,7 @@ on; train.py trains with each, on uint32 data where the vocabulary needs it."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -17,6 +18,7 @@ from configurator import ConfigError
 from data.common import TokenWindows, check_dataset
 from data.pile import prepare as pile
 from hf_assets import HELD_OUT, hf_ids, tiny_hf_model, train_bpe, write_tokenizer
+from test_eval import animal_docs, needs_lm_eval, run_eval, write_task
 from model import GPT
 from teacher import Unsupported, check_teacher, load_teacher
 from tokenizer import get_tokenizer
@@ -205,6 +207,28 @@ def test_train_py_trains_with_a_teacher_of_each_family(hf_teachers, family, tmp_
     assert all(r['align_loss'] > 0 and r['kd_loss'] > 0 for r in log[:4])
     assert [r['teacher_logit_calls'] for r in log] == [1, 2, 3, 4, 4, 4]  # released at step 4
     assert run.records[-1]['val_loss'] < run.records[0]['val_loss']
+
+
+@needs_lm_eval
+def test_eval_py_reads_a_student_of_a_hugging_face_tokenizers_data_given_the_tokenizer(tokenizers_by_style,
+                                                                                       tmp_path):
+    """A checkpoint records only its tokenizer's name: eval.py (as sample.py) rebuilds a Hugging Face tokenizer
+    from --tokenizer=<folder>, and without it stops with one line that asks for it."""
+    folder = tokenizers_by_style['neox']
+    write_corpus(tmp_path / 'corpus.jsonl', n_docs=100)
+    data = pile.prepare(folder, input=[str(tmp_path / 'corpus.jsonl')], val_docs=10, num_proc=1,
+                        out_dir=str(tmp_path / 'data'))
+    out = tmp_path / 'out'
+    trained(out, run_train(dict(TINY, dataset=data, out_dir=str(out), max_iters=4, eval_interval=4,
+                                lr_decay_iters=4)))
+    task = write_task(tmp_path, 'animals', animal_docs())
+    missing = run_eval(f'--out_dir={out}', f'--tasks={task}', cache=tmp_path / 'hf')
+    assert missing.returncode == 2, missing.stdout[-2000:] + missing.stderr[-3000:]
+    lines = missing.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: ') and '--tokenizer=' in lines[0], missing.stderr
+    done = run_eval(f'--out_dir={out}', f'--tasks={task}', f'--tokenizer={folder}', cache=tmp_path / 'hf')
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert re.search(r'^animals +acc +[01]\.\d{4} ', done.stdout, re.M), done.stdout
 
 
 def test_train_py_refuses_a_teacher_of_another_tokenizer(hf_teachers, tiny_error):
