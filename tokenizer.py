@@ -56,6 +56,7 @@ class Tokenizer:
         self._enc = encoding  # a tiktoken.Encoding, or None for bytes
         self._normalizer = normalizer  # None, or a unicodedata form ('NFC')
         self._added = added or {}  # {text: id} of added tokens, found in the text before the BPE runs
+        self._added_by_id = {i: t for t, i in self._added.items()}
         self._added_split = None
         if self._added:  # longest first: at one position the longest added token wins, as in Hugging Face
             alternatives = '|'.join(re.escape(t) for t in sorted(self._added, key=len, reverse=True))
@@ -103,11 +104,10 @@ class Tokenizer:
         if self._enc is None:
             return bytes(ids).decode('utf-8', errors='replace')
         if self._added:
-            by_id = {i: t for t, i in self._added.items()}
             pieces, run = [], []
             for i in ids:
-                if i in by_id:
-                    pieces += [self._decode_bpe(run), by_id[i]]
+                if i in self._added_by_id:
+                    pieces += [self._decode_bpe(run), self._added_by_id[i]]
                     run = []
                 else:
                     run.append(i)
