@@ -17,10 +17,14 @@ $ python checkpoint.py consolidate OUT_DIR        # writes OUT_DIR/model.pt
 import dataclasses
 import json
 import os
+import pickle
+import re
 import shutil
 import sys
 import warnings
+import zipfile
 
+import numpy as np
 import torch
 
 from configurator import ConfigError
@@ -28,6 +32,30 @@ from model import GPTConfig
 
 FORMAT = 'let-ckpt-v1'
 META = 'meta.pt'  # in a sharded checkpoint's folder: everything but the weights and the optimizer
+
+try:
+    from numpy._core.multiarray import scalar as _numpy_scalar  # numpy >= 2
+except ImportError:
+    from numpy.core.multiarray import scalar as _numpy_scalar  # numpy 1
+
+# What torch.load(weights_only=True) may rebuild besides tensors and plain containers: nothing here runs code
+# named by the file. A nanoGPT-style checkpoint may hold numpy scalars (a loss or a metric kept as np.float64):
+# numpy pickles one as scalar(dtype, its bytes), and the dtype is rebuilt with __setstate__, which torch allows
+# only for classes listed here.
+SAFE_GLOBALS = [
+    # the numpy scalar constructor, under its name in files written by numpy 2 and by numpy 1
+    (_numpy_scalar, 'numpy._core.multiarray.scalar'),
+    (_numpy_scalar, 'numpy.core.multiarray.scalar'),
+    np.dtype,  # the dtype inside each scalar (or saved alone)
+    # the class of each boolean and numeric dtype (numpy.dtypes.Float64DType, Int64DType, Float32DType, ...):
+    # torch checks it when the dtype's state is set; object, string and void dtypes stay out
+    *dict.fromkeys(type(np.dtype(code)) for code in '?bBhHiIlLqQefdgFDG'),
+]
+
+
+class UnsafeCheckpoint(ConfigError):
+    """A checkpoint holding Python objects that only the full unpickler rebuilds, which can run code stored in
+    the file: refused unless the user trusts the file."""
 
 
 def check_writable(out_dir, rank=0):
@@ -41,6 +69,37 @@ def check_writable(out_dir, rank=0):
         raise ConfigError(f"out_dir {out_dir!r} is not writable ({e.strerror}); choose another out_dir") from None
 
 
+def check_shared(out_dir, rank, world_size):
+    """Under torchrun, every rank must see out_dir as one folder: rank 0 alone writes a plain checkpoint, every
+    rank writes its shards into the one a sharded checkpoint is renamed from, and every rank decides whether to
+    resume from what it finds there. On disks local to each node no whole checkpoint would exist anywhere.
+    Rank 0 writes a file with a fresh token; every rank must read it back. Call it on every rank."""
+    import socket
+    import torch.distributed as dist
+    token = [os.urandom(8).hex() if rank == 0 else None]
+    dist.broadcast_object_list(token)
+    probe = os.path.join(out_dir, f'.shared-test-{token[0]}')
+    if rank == 0:
+        with open(probe, 'w') as f:
+            f.write(token[0])
+    dist.barrier()
+    try:
+        with open(probe) as f:
+            sees = f.read() == token[0]
+    except OSError:
+        sees = False
+    blind = [None] * world_size
+    dist.all_gather_object(blind, None if sees else f"rank {rank} on {socket.gethostname()}")
+    dist.barrier()  # every rank has looked before the probe goes
+    if rank == 0:
+        os.remove(probe)
+    blind = [who for who in blind if who]
+    if blind:
+        raise ConfigError(f"out_dir {out_dir!r} is not one folder for all ranks: {', '.join(blind)} cannot see "
+                          f"the file rank 0 wrote there. Checkpoints need out_dir on a filesystem every node "
+                          f"shares (NFS, Lustre, ...): pass such an out_dir")
+
+
 def save_checkpoint(path, state):
     """Written to path.tmp, flushed to disk, then renamed: a crash at any moment leaves the previous checkpoint."""
     tmp = path + '.tmp'
@@ -51,25 +110,59 @@ def save_checkpoint(path, state):
     os.replace(tmp, path)
 
 
-def read_checkpoint(path):
-    """The dict in a .pt file of any origin (this repo's, nanoGPT's). weights_only first; pickled Python objects
-    (a numpy scalar, a config class) that someone's own checkpoint may hold need the full unpickler, and a file
-    given to train on is trusted like any code one runs."""
-    try:
-        return torch.load(path, map_location='cpu', weights_only=True)
-    except Exception:
+def _refused_globals(path, error):
+    """The names of what the weights_only unpickler refused in path ('' when it refused nothing: the file is
+    corrupt or not a pickle it parses): every unsafe global a zip-format file names, and the one in error."""
+    names = set(re.findall(r"GLOBAL ([\w.]+)|but got <class '([\w.]+)'>", str(error)))
+    names = {a or b for a, b in names}
+    if zipfile.is_zipfile(path):
         try:
-            return torch.load(path, map_location='cpu', weights_only=False)
-        except Exception as e:
-            raise ConfigError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e}); it is corrupt or not a "
-                              f"checkpoint. Move it away to start over, or point out_dir elsewhere") from None
+            names.update(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+        except Exception:  # a pickle the static scan cannot parse: the error's name, if any, is all there is
+            pass
+    return ', '.join(sorted(names))
 
 
-def load_checkpoint(path):
+def _why(error):
+    """torch.load's error in one line, without the advice around the weights_only unpickler's own words."""
+    text = str(error)
+    if 'WeightsUnpickler error:' in text:
+        text = text.split('WeightsUnpickler error:', 1)[1].split('Check the documentation', 1)[0]
+    return ' '.join(text.split())
+
+
+def read_checkpoint(path, trust=False):
+    """The dict in a .pt file of any origin (this repo's, nanoGPT's). Always weights_only, with SAFE_GLOBALS:
+    unpickling anything else can run code stored in the file, so a file holding it is refused with
+    UnsafeCheckpoint unless trust=True (--trust_checkpoint) says the user trusts it.
+
+    A zip-format file (what torch.save writes) is memory-mapped: its tensors are views of the file, shared
+    through the page cache by every process of a node that reads it, not a private copy in each; a legacy
+    (non-zip) file cannot be mapped and is read whole."""
+    mmap = zipfile.is_zipfile(path)
+    try:
+        if trust:
+            return torch.load(path, map_location='cpu', weights_only=False, mmap=mmap)
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            try:
+                return torch.load(path, map_location='cpu', weights_only=True, mmap=mmap)
+            except pickle.UnpicklingError as e:
+                refused = _refused_globals(path, e)
+                if not refused:
+                    raise
+    except Exception as e:
+        raise ConfigError(f"checkpoint {path} cannot be read ({type(e).__name__}: {_why(e)}); it is corrupt "
+                          f"or not a checkpoint. Move it away to start over, or point out_dir elsewhere") from None
+    raise UnsafeCheckpoint(f"checkpoint {path} holds Python objects beyond tensors and plain data (it names "
+                           f"{refused}); loading them would run code stored in the file, so it is refused. If you "
+                           f"trust this file, pass --trust_checkpoint (train.py: --trust_checkpoint=True)")
+
+
+def load_checkpoint(path, trust=False):
     """A checkpoint written by train.py, or a ConfigError that says what is wrong with the file. For a sharded
     checkpoint (a folder), its meta.pt: load_sharded reads the weights and the optimizer once the student is
-    sharded."""
-    ckpt = read_checkpoint(os.path.join(path, META) if os.path.isdir(path) else path)
+    sharded. trust: read_checkpoint's."""
+    ckpt = read_checkpoint(os.path.join(path, META) if os.path.isdir(path) else path, trust)
     if not isinstance(ckpt, dict) or ckpt.get('format') != FORMAT:
         raise ConfigError(f"{path} is not a checkpoint written by this train.py (format {FORMAT})")
     return ckpt
@@ -176,6 +269,19 @@ def check_resume(ckpt, path, model_args, cfg):
         if plain(saved) != plain(wanted):
             raise ConfigError(f"{path} was trained with {k}={saved!r}, the config says {wanted!r}; keep the "
                               f"checkpoint's value, or use another out_dir")
+
+
+def load_scaler(scaler, state):
+    """The fp16 loss scaler of a resumed run. A run without fp16 saves a disabled scaler's empty state: an fp16
+    run that resumes it starts a new loss scale, and a run without fp16 needs none of an fp16 run's. Returns
+    what changed, in words, or None."""
+    if scaler.is_enabled() and state:
+        scaler.load_state_dict(state)
+    elif scaler.is_enabled():
+        return f"the checkpoint was trained without float16: its loss scale starts anew at {scaler.get_scale():g}"
+    elif state:
+        return "the checkpoint was trained in float16: its loss scale is dropped, this dtype needs none"
+    return None
 
 
 def _complete(line):

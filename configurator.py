@@ -81,9 +81,11 @@ class TrainConfig:
     kd_temperature: float = 1.0       # tau: both distributions softened by it, the loss scaled by tau^2
     # reliability
     max_nonfinite_steps: int = 10     # this many non-finite steps in a row stop the run
+    trust_checkpoint: bool = False    # True: a checkpoint or .pt teacher that holds Python objects beyond tensors
+                                      # is unpickled, which can run code stored in it; only for files you trust
     # system
     device: str = 'auto'              # 'auto' | 'cpu' | 'cuda' | 'cuda:1' | 'mps'
-    dtype: str = 'auto'               # 'auto' (bf16 on CUDA if supported, else fp16; fp32 elsewhere) | 'float32' | ...
+    dtype: str = 'auto'               # 'auto': CUDA native bf16, else fp16 (fsdp: fp32); fp32 off CUDA | 'float32' | ...
     compile: Optional[bool] = None    # None = on for CUDA, off elsewhere
     backend: str = ''                 # torch.distributed backend; '' = nccl on CUDA, gloo on CPU
     data_parallel: str = 'ddp'        # under torchrun: 'ddp' (each GPU holds the whole student) | 'fsdp' (sharded)

