@@ -20,6 +20,7 @@ from typing import Optional
 
 import torch
 import torch.nn as nn
+from torch.distributed.tensor import DTensor, distribute_tensor
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
@@ -247,27 +248,48 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_embeddings:
             self.transformer.wte.weight = self.lm_head.weight  # https://paperswithcode.com/method/weight-tying
-        if config.pos == 'rope':
-            cos, sin = rotary_tables(config.rope_dims, config.block_size, config.rope_theta, config.rope_scaling)
-            self.register_buffer('rope_cos', cos, persistent=False)
-            self.register_buffer('rope_sin', sin, persistent=False)
+        if config.pos == 'rope':  # computed, never saved: init_weights fills them
+            self.register_buffer('rope_cos', torch.empty(config.block_size, config.rope_dims), persistent=False)
+            self.register_buffer('rope_sin', torch.empty(config.block_size, config.rope_dims), persistent=False)
         # activation checkpointing: backward recomputes each block's inside from its input instead of
         # keeping it. A way of running, not a shape: set by train.py, never saved in model_args.
         self.activation_checkpointing = False
+        if not self.lm_head.weight.is_meta:  # on the meta device: shapes only, init_weights comes later
+            self.init_weights()
 
-        self.apply(self._init_weights)
-        # GPT-2 paper: scale the residual projections' init by 1/sqrt(2 * n_layer)
-        for pn, p in self.named_parameters():
-            if pn.endswith('c_proj.weight'):
-                torch.nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+    def to_empty(self, *, device, recurse=True):
+        """nn.Module's, keeping a tied head tied: for plain tensors it makes a new parameter per module."""
+        super().to_empty(device=device, recurse=recurse)
+        if self.config.tie_embeddings:
+            self.transformer.wte.weight = self.lm_head.weight
+        return self
 
-    def _init_weights(self, module):
-        if isinstance(module, nn.Linear):
-            torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
-            if module.bias is not None:
-                torch.nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
+    @torch.no_grad()
+    def init_weights(self, generator=None):
+        """GPT-2's initialisation: normal(0, 0.02) for every matmul weight and embedding, the residual
+        projections (c_proj) scaled by 1/sqrt(2 * n_layer) (GPT-2 paper), norms at 1, biases at 0; and the rotary
+        tables. Each parameter is drawn whole on the CPU from generator (default: torch's), in
+        named_parameters() order, then copied in. So a student built on the meta device and sharded (FSDP, see
+        train.py) gets on every rank its slice of exactly the weights one process draws whole: no process ever
+        holds the whole student, and the run starts where a DDP run with the same seed starts."""
+        norms = {id(m.weight) for m in self.modules() if isinstance(m, (LayerNorm, RMSNorm))}
+        for name, p in self.named_parameters():  # a tied weight once
+            full = torch.empty(p.shape, dtype=p.dtype, device='cpu')
+            if name.endswith('bias'):
+                full.zero_()
+            elif id(p) in norms:
+                full.fill_(1.0)
+            else:
+                std = 0.02 / math.sqrt(2 * self.config.n_layer) if name.endswith('c_proj.weight') else 0.02
+                full.normal_(0.0, std, generator=generator)
+            if isinstance(p, DTensor):  # this rank's slice, cut here without communication (all drew the same)
+                full = distribute_tensor(full, p.device_mesh, p.placements, src_data_rank=None)
+            p.copy_(full)
+        if self.config.pos == 'rope':
+            c = self.config
+            cos, sin = rotary_tables(c.rope_dims, c.block_size, c.rope_theta, c.rope_scaling)
+            self.rope_cos.copy_(cos)
+            self.rope_sin.copy_(sin)
 
     def get_num_params(self, non_embedding=True):
         """Parameters counted once (a tied head is the embedding). non_embedding drops the position table,
@@ -340,16 +362,16 @@ class GPT(nn.Module):
         attention = 2 * 2 * cfg.n_layer * seq_len * cfg.n_embd  # q@k^T and att@v, each 2*T*n_embd per token
         return 2 * matmul_weights + attention
 
-    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type, extra_params=()):
-        """AdamW with weight decay on matrices (2-D and up) only; fused where the device supports it.
+    def configure_optimizers(self, weight_decay, learning_rate, betas, extra_params=()):
+        """AdamW with weight decay on matrices (2-D and up) only; fused (one kernel for all parameters) on every
+        device, the CPU included, so that CPU tests run the implementation CUDA runs.
         extra_params: further trainable parameters (LET's projector) that share the optimizer."""
         params = [p for p in self.parameters() if p.requires_grad] + [p for p in extra_params if p.requires_grad]
         decay = [p for p in params if p.dim() >= 2]
         no_decay = [p for p in params if p.dim() < 2]
         groups = [{'params': decay, 'weight_decay': weight_decay},
                   {'params': no_decay, 'weight_decay': 0.0}]
-        fused = device_type == 'cuda'
-        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused)
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=True)
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None):

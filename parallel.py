@@ -4,6 +4,7 @@ or FSDP2's sharding), and the places where ranks must agree by hand: the gradien
 outside the wrapper (LET's projector), the norm of sharded gradients, and whether to take a step.
 """
 
+import inspect
 import os
 from dataclasses import dataclass
 
@@ -82,17 +83,24 @@ def micro_steps(cfg, world_size):
 
 def wrap(model, device):
     """DDP: every rank holds the whole student; gradients are averaged across ranks during backward.
-    broadcast_buffers=False: the only buffers are rotary tables, identical on every rank."""
-    return DDP(model, device_ids=[device.index] if device.type == 'cuda' else None,
-               broadcast_buffers=False)
+    No buffer syncing at each forward: the only buffers are rotary tables, identical on every rank.
+    (torch 2.13 renamed broadcast_buffers, and warns on every rank when the old name is used.)"""
+    no_sync = {'broadcast_buffers': False}
+    if 'forward_sync_buffers' in inspect.signature(DDP).parameters:
+        no_sync = {'forward_sync_buffers': False}
+    return DDP(model, device_ids=[device.index] if device.type == 'cuda' else None, **no_sync)
 
 
-def shard(model, device, world_size, dtype):
+def shard(model, device, world_size, dtype, projectors=None):
     """FSDP2: each block, then the root (embeddings, final norm, head), keeps 1/world_size of its
     parameters, gradients and AdamW state on each rank. A block's whole weights exist only while it
     computes: all-gathered before its forward and its backward, freed after; gradients are
     reduce-scattered. Sharded in place: the student's parameters become DTensors, so the optimizer
-    must be built afterwards. Every rank must have built the same student (the same seed)."""
+    must be built afterwards. The student may still be on the meta device (train.py): then its
+    shards are allocated and drawn afterwards (GPT.init_weights).
+    LET's projectors (each with parameters) are sharded on the same mesh: every parameter of the
+    optimizer is then a DTensor, as fused AdamW needs (it cannot mix plain tensors and DTensors),
+    and FSDP averages their gradients like the student's."""
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
     if dtype == 'float16':
@@ -106,7 +114,22 @@ def shard(model, device, world_size, dtype):
     for block in model.transformer.h:
         fully_shard(block, mesh=mesh, mp_policy=mp)
     fully_shard(model, mesh=mesh, mp_policy=mp)  # the root: what no block holds; tied weights too
+    for P in projectors if projectors is not None else ():
+        if any(True for _ in P.parameters()):  # 'interp' has none
+            fully_shard(P, mesh=mesh, mp_policy=mp)  # each P: its forward gathers its weights
     return model
+
+
+def set_gradient_sync(modules, on):
+    """Whether the next backward averages gradients across ranks: with gradient accumulation, only the
+    step's last micro-step does. modules: any of the student's wrappers (DDP, FSDP's) and LET's sharded
+    projectors; others are skipped."""
+    from torch.distributed.fsdp import FSDPModule
+    for m in modules:
+        if isinstance(m, FSDPModule):
+            m.set_requires_gradient_sync(on)
+        elif isinstance(m, DDP):
+            m.require_backward_grad_sync = on
 
 
 def all_reduce_grads(params):

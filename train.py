@@ -24,14 +24,15 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from checkpoint import FORMAT, check_resume, check_writable, load_checkpoint, save_checkpoint
-from checkpoint import checkpoint_path, find_checkpoint, load_sharded, save_sharded, truncate_log
+from checkpoint import FORMAT, check_resume, check_shared, check_writable, load_checkpoint, save_checkpoint
+from checkpoint import checkpoint_path, find_checkpoint, load_scaler, load_sharded, save_sharded, truncate_log
 from configurator import ConfigError, TrainConfig, check_config, exit_on_error, load_config
 from configurator import model_config
 from data.common import TokenWindows, check_dataset, resolve_data_dir
 from let import alignment_loss, kd_loss, kd_weight, let_lambda, make_projectors
 from model import GPT, padded_vocab
-from parallel import all_reduce_grads, init_distributed, micro_steps, optimizer_step, shard, wrap
+from parallel import all_reduce_grads, init_distributed, micro_steps, optimizer_step, set_gradient_sync
+from parallel import shard, wrap
 from system import DTYPES, autocast, describe_machine, device_peak_flops, resolve_compile
 from system import resolve_device, resolve_dtype
 from teacher import check_teacher, load_teacher
@@ -74,7 +75,7 @@ def main(argv):
     tokens_per_iter = global_batch * cfg.block_size
     say(f"tokens per iteration: {tokens_per_iter:,} ({ddp.world_size} processes x {accum} "
         f"micro-steps x {cfg.batch_size} x {cfg.block_size})")
-    dtype = resolve_dtype(cfg.dtype, device.type)
+    dtype = resolve_dtype(cfg.dtype, device.type, fsdp=cfg.data_parallel == 'fsdp')
     ctx = autocast(device.type, dtype)
     use_compile = resolve_compile(cfg.compile, device.type)
     say(f"machine: {describe_machine(device)}; dtype {dtype}; compile {use_compile}")
@@ -82,6 +83,8 @@ def main(argv):
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     check_writable(cfg.out_dir, ddp.rank)
+    if ddp.on:
+        check_shared(cfg.out_dir, ddp.rank, ddp.world_size)
     sharded = cfg.data_parallel == 'fsdp'  # FSDP: weights, gradients and AdamW state sharded
     ckpt_path = checkpoint_path(cfg.out_dir, sharded)  # ckpt.pt, or FSDP's folder of shards ckpt/
     found = find_checkpoint(ckpt_path)
@@ -108,7 +111,8 @@ def main(argv):
     if cfg.init_from == 'resume' and not found:
         raise ConfigError(f"init_from='resume' but {ckpt_path} does not exist")
     gptconf = model_config(cfg, padded_vocab(meta['vocab_size']))
-    ckpt = load_checkpoint(found) if resume else None  # sharded: all but weights and optimizer
+    # sharded: all but the weights and the optimizer
+    ckpt = load_checkpoint(found, trust=cfg.trust_checkpoint) if resume else None
     if ckpt:
         check_resume(ckpt, found, dataclasses.asdict(gptconf), cfg)
     iter_num = start_iter = ckpt['iter_num'] if ckpt else 0
@@ -127,7 +131,7 @@ def main(argv):
     if any(weights(iter_num)):
         teacher_dtype = DTYPES[dtype] if device.type == 'cuda' else torch.float32
         try:
-            teacher = load_teacher(cfg.teacher, device, teacher_dtype)
+            teacher = load_teacher(cfg.teacher, device, teacher_dtype, trust=cfg.trust_checkpoint)
         except (OSError, ValueError, ImportError) as e:
             raise ConfigError(f"teacher={cfg.teacher!r}: {e}") from None
         check_teacher(teacher, meta, cfg.block_size, ckpt and ckpt['projector_width'])
@@ -139,27 +143,28 @@ def main(argv):
     logit_calls_before = ckpt.get('teacher_logit_calls', 0) if ckpt else 0
 
     # the student, LET's projectors P (one per aligned block k), the optimizer
-    torch.manual_seed(cfg.seed)
-    model = GPT(gptconf)
+    with torch.device('meta'):  # shapes only: no process ever allocates more than its own slices
+        model = GPT(gptconf)
     model.activation_checkpointing = cfg.activation_checkpointing
     projectors = None
     if let_on:
         d_teacher = teacher.width if teacher else ckpt['projector_width']
         projectors = make_projectors(cfg.let_proj, len(cfg.let_layers), gptconf.n_embd, d_teacher,
-                                     seed=cfg.seed + 1)
+                                     seed=cfg.seed + 1).to(device)
     if ckpt and projectors is not None and ckpt['projector_width'] is None:
         raise ConfigError(f"{found} was trained without LET: keep let_lambda=0 to resume")
+    if sharded:  # in place, before the optimizer: the parameters become shards (DTensors)
+        model = shard(model, device, ddp.world_size, dtype, projectors)
+    model.to_empty(device=device)  # the whole student, or this rank's slices of it (FSDP)
+    model.init_weights(torch.Generator().manual_seed(cfg.seed))  # the same weights, sharded or not
     if ckpt and not sharded:
         model.load_state_dict(ckpt['model'])
         if projectors is not None:
             projectors.load_state_dict(ckpt['projectors'])
-    model.to(device)
-    projector_params = list(projectors.to(device).parameters()) if projectors is not None else []
+    projector_params = list(projectors.parameters()) if projectors is not None else []
     say(f"student: {model.get_num_params() / 1e6:.2f}M parameters")
-    if sharded:  # in place, before the optimizer: the parameters become shards (DTensors)
-        model = shard(model, device, ddp.world_size, dtype)
     betas = (cfg.beta1, cfg.beta2)
-    optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, betas, device.type,
+    optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, betas,
                                            extra_params=projector_params)
     scaler = torch.amp.GradScaler(device.type, enabled=(dtype == 'float16'))
     trained = {'student': model, 'projectors': projectors}  # what a sharded checkpoint names
@@ -167,8 +172,8 @@ def main(argv):
         load_sharded(found, trained, optimizer)  # each rank reads its own shards
     elif ckpt:
         optimizer.load_state_dict(ckpt['optimizer'])
-    if ckpt:
-        scaler.load_state_dict(ckpt['scaler'])
+    if ckpt and (change := load_scaler(scaler, ckpt['scaler'])):
+        say(f"resuming: {change}")
     raw_model = model  # the student without compile or DDP: what is saved, evaluated and sampled
     if use_compile:
         say("compiling the model...")
@@ -177,13 +182,15 @@ def main(argv):
     if ddp.on and not sharded:
         model = wrap(model, device)
 
-    # MFU: a training step is 3 forwards of the student; the teacher runs one, its head only for KD
-    flops_student = 3 * raw_model.forward_flops_per_token(cfg.block_size) * tokens_per_iter
+    # MFU: a training step is 3 forwards of the student; the teacher runs one, its head only for KD.
+    # Per process: this process's tokens over one device's peak (as nanoGPT's estimate_mfu)
+    tokens_per_process = tokens_per_iter // ddp.world_size
+    flops_student = 3 * raw_model.forward_flops_per_token(cfg.block_size) * tokens_per_process
     flops_body = flops_head = 0  # of the teacher, per step
     if teacher:
         per_token = teacher.model.forward_flops_per_token(cfg.block_size, head=False)
-        flops_body = per_token * tokens_per_iter
-        with_head = teacher.model.forward_flops_per_token(cfg.block_size) * tokens_per_iter
+        flops_body = per_token * tokens_per_process
+        with_head = teacher.model.forward_flops_per_token(cfg.block_size) * tokens_per_process
         flops_head = with_head - flops_body
     peak = device_peak_flops(device, dtype)
     if peak is None:
@@ -297,10 +304,7 @@ def main(argv):
             first = iter_num * global_batch + slot * cfg.batch_size
             X, Y = get_batch('train', splits['train'].train_windows(first, cfg.batch_size))
             last = micro_step == accum - 1  # gradients are averaged across ranks once, at the end
-            if sharded:
-                raw_model.set_requires_gradient_sync(last)
-            elif ddp.on:
-                model.require_backward_grad_sync = last
+            set_gradient_sync((model, raw_model, *(P or ())), last)
             with ctx:
                 logits, lm_loss, h_students = model(X, Y, hidden_layers=k if lam > 0 else ())
                 loss, align_loss, cos, kd = lm_loss, zero, zero, zero
@@ -317,7 +321,9 @@ def main(argv):
                     loss = loss + w * kd  # ... + w(s) * L_KD
             step_sums += torch.stack([loss, lm_loss, align_loss, cos, kd]).detach() / accum
             scaler.scale(loss / accum).backward()
-        if ddp.on and lam > 0:
+            # freed now, not at the next forward: (B, T, vocab) logits, and every teacher output at S_stop
+            logits = h_students = h_teacher = logits_teacher = None
+        if ddp.on and not sharded and lam > 0:
             all_reduce_grads(projector_params)  # DDP averages the student's gradients, not P's
         stepped, grad_norm = optimizer_step(optimizer, scaler, cfg.grad_clip, step_sums[0], ddp.on)
         if device.type == 'cuda':

@@ -15,7 +15,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.distributed.tensor import DTensor
 
-from checkpoint import FORMAT, consolidate, find_checkpoint
+from checkpoint import FORMAT, check_shared, consolidate, find_checkpoint
 from configurator import ConfigError, TrainConfig, changes, check_config, load_config, model_config
 from conftest import ENV, REPO, TINY, Run, max_diff, read_log, run_train, train_cmd, trained
 from model import GPT, GPTConfig, padded_vocab
@@ -110,6 +110,95 @@ def test_under_fsdp_every_rank_skips_the_same_non_finite_steps_and_none_hangs(sh
     done = run_train(cfg, launcher=TORCHRUN, timeout=180)
     assert done.returncode != 0
     assert done.stderr.count('2 non-finite steps in a row at iteration 2') == 2  # both ranks, same step
+
+
+def test_fsdp_with_a_learned_projector_trains_and_resumes_exactly_with_fused_adamw(shakespeare_byte, teacher_ckpt,
+                                                                                     tmp_path):
+    """The projector is sharded like the student (parallel.shard), so fused AdamW, which every device runs here
+    as CUDA does and which cannot mix DTensors with plain tensors, steps them together. A run stopped at step 4,
+    inside LET, and resumed ends with the weights of the run that never stopped."""
+    cfg = dict(TINY, **dict(LET, let_stop=6), dataset=shakespeare_byte, teacher=teacher_ckpt, max_iters=8,
+               data_parallel='fsdp', gradient_accumulation_steps=2, init_from='auto')
+    whole = trained(tmp_path / 'whole', run_train(dict(cfg, out_dir=str(tmp_path / 'whole')), launcher=TORCHRUN))
+    trained(tmp_path / 'split', run_train(dict(cfg, out_dir=str(tmp_path / 'split'), max_iters=4), launcher=TORCHRUN))
+    split = trained(tmp_path / 'split', run_train(dict(cfg, out_dir=str(tmp_path / 'split')), launcher=TORCHRUN))
+    assert 'resuming from' in split.output and 'S_stop reached' in split.output
+    assert [r['lm_loss'] for r in split.train_log()] == [r['lm_loss'] for r in whole.train_log()]
+    assert max_diff(split.params(), whole.params()) == 0.0
+    assert any(k.startswith('projectors.') for k in whole.params())
+
+
+def test_the_optimizer_is_fused_adamw_on_the_cpu_too():
+    """What CUDA runs (one kernel for all parameters, and the only AdamW that takes a found_inf flag)."""
+    optimizer = GPT(GPTConfig(**SMALL)).configure_optimizers(0.1, 1e-3, (0.9, 0.99))
+    assert isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults['fused']
+
+
+def meta_init_worker(rank, world, tmp, settings):
+    """A student built on the meta device, sharded across world ranks, then drawn: its whole weights to tmp."""
+    torch.set_num_threads(1)
+    dist.init_process_group('gloo', init_method=f'file://{tmp}/store', rank=rank, world_size=world)
+    with torch.device('meta'):
+        model = GPT(GPTConfig(**settings))
+    model = shard(model, torch.device('cpu'), world, 'float32')
+    model.to_empty(device='cpu')
+    model.init_weights(torch.Generator().manual_seed(7))
+    weights = {k: v.full_tensor() if isinstance(v, DTensor) else v for k, v in model.state_dict().items()}
+    if rank == 0:
+        torch.save({'weights': weights, 'tied': model.lm_head.weight is model.transformer.wte.weight,
+                    'rope': [model.rope_cos, model.rope_sin] if settings.get('pos') == 'rope' else None},
+                   f'{tmp}/sharded.pt')
+    dist.destroy_process_group()
+
+
+LLAMA = dict(SMALL, norm='rmsnorm', mlp='swiglu', pos='rope', n_kv_head=1, bias=False, tie_embeddings=False)
+
+
+@pytest.mark.parametrize('settings', [SMALL, LLAMA], ids=['gpt2-tied', 'llama-rope'])
+def test_a_student_drawn_after_sharding_on_the_meta_device_has_the_weights_of_one_drawn_whole(tmp_path, settings):
+    """train.py under FSDP never builds the whole student: each rank allocates its slices and draws them
+    (GPT.init_weights draws each parameter whole on the CPU, keeps the rank's slice). The result is exactly the
+    student one process builds with the same seed, the tied head still tied and the rotary tables computed."""
+    mp.spawn(meta_init_worker, args=(2, str(tmp_path), settings), nprocs=2)
+    sharded = torch.load(tmp_path / 'sharded.pt')
+    with torch.device('meta'):  # what train.py does without FSDP
+        whole = GPT(GPTConfig(**settings))
+    whole.to_empty(device='cpu')
+    whole.init_weights(torch.Generator().manual_seed(7))
+    assert sharded['tied'] == settings.get('tie_embeddings', True)
+    assert (whole.lm_head.weight is whole.transformer.wte.weight) == sharded['tied']
+    assert max_diff(sharded['weights'], whole.state_dict()) == 0.0
+    if sharded['rope']:
+        assert torch.equal(sharded['rope'][0], whole.rope_cos) and torch.equal(sharded['rope'][1], whole.rope_sin)
+        assert torch.equal(whole.rope_cos, GPT(GPTConfig(**settings)).rope_cos)  # the tables a plain build has
+
+
+def shared_worker(rank, world, tmp, same):
+    dist.init_process_group('gloo', init_method=f'file://{tmp}/store', rank=rank, world_size=world)
+    out_dir = os.path.join(tmp, 'out' if same else f'node{rank}')  # two nodes' local disks, or one share
+    os.makedirs(out_dir, exist_ok=True)
+    try:
+        check_shared(out_dir, rank, world)
+        result = 'ok'
+    except ConfigError as e:
+        result = str(e)
+    with open(os.path.join(tmp, f'result{rank}'), 'w') as f:
+        f.write(result)
+    dist.destroy_process_group()
+
+
+def test_an_out_dir_that_is_not_one_folder_for_all_ranks_is_an_error_on_every_rank(tmp_path):
+    """Checkpoints need out_dir on a filesystem every node shares: on node-local disks no whole checkpoint
+    exists anywhere (FSDP) or ranks disagree on resuming (DDP). Checked before anything is computed."""
+    (tmp_path / 'local').mkdir()
+    mp.spawn(shared_worker, args=(2, str(tmp_path / 'local'), False), nprocs=2)
+    results = [(tmp_path / 'local' / f'result{r}').read_text() for r in (0, 1)]
+    assert all(re.search(r"is not one folder for all ranks: rank 1 on \S+ cannot see the file rank 0 wrote .*"
+                         r"a filesystem every node shares", r) for r in results), results
+    (tmp_path / 'shared').mkdir()
+    mp.spawn(shared_worker, args=(2, str(tmp_path / 'shared'), True), nprocs=2)
+    assert [(tmp_path / 'shared' / f'result{r}').read_text() for r in (0, 1)] == ['ok', 'ok']
+    assert os.listdir(tmp_path / 'shared' / 'out') == []  # the probe is gone
 
 
 # ------------------------------------------------------------------ sharded checkpoints

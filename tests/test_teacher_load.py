@@ -133,6 +133,9 @@ def test_teacher_is_frozen_counts_calls_and_releases(tmp_path):
     assert student_hidden.grad is not None
     assert all(p.grad is None for p in teacher.model.parameters())
 
+    with pytest.raises(RuntimeError, match='1 of its outputs are still referenced'):
+        teacher.release()  # target is alive: its memory would not come back
+    del target, loss
     model_ref = weakref.ref(teacher.model)
     teacher.release()
     assert model_ref() is None  # nothing else held the weights

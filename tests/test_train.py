@@ -60,12 +60,33 @@ TORCHRUN = ('-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2')
 
 def test_ddp_on_two_cpu_processes_matches_one_process_with_twice_the_accumulation(shakespeare_byte, tmp_path):
     cfg = dict(TINY, dataset=shakespeare_byte, max_iters=4, batch_size=4, gradient_accumulation_steps=2)
-    ddp = trained(tmp_path / 'ddp', run_train(dict(cfg, out_dir=str(tmp_path / 'ddp')), launcher=TORCHRUN))
+    done = run_train(dict(cfg, out_dir=str(tmp_path / 'ddp')), launcher=TORCHRUN)
+    ddp = trained(tmp_path / 'ddp', done)
     single = trained(tmp_path / 'single', run_train(dict(cfg, out_dir=str(tmp_path / 'single'))))
     # gloo averages across ranks in another order than one process sums micro-batches: fp32 rounding only
     assert max_diff(ddp.params(), single.params()) < 1e-5
     # both evaluate the same windows: the eval set does not depend on the number of processes
     assert ddp.records[-1]['val_loss'] == pytest.approx(single.records[-1]['val_loss'], abs=1e-5)
+    assert 'FutureWarning' not in done.stderr  # torch 2.13 deprecated DDP's broadcast_buffers
+
+
+def test_mfu_counts_the_flops_of_one_process_over_one_devices_peak(shakespeare_byte, tmp_path):
+    """Each of 2 processes computes half of the step's tokens: its FLOPs (what MFU divides by one device's peak)
+    are half of one process's doing the whole step, as nanoGPT's estimate_mfu counts."""
+    cfg = dict(TINY, dataset=shakespeare_byte, max_iters=1, batch_size=4, gradient_accumulation_steps=2)
+    ddp = trained(tmp_path / 'ddp', run_train(dict(cfg, out_dir=str(tmp_path / 'ddp')), launcher=TORCHRUN))
+    single = trained(tmp_path / 'single', run_train(dict(cfg, out_dir=str(tmp_path / 'single'))))
+    assert 2 * ddp.train_log()[0]['flops_student'] == single.train_log()[0]['flops_student']
+
+
+@pytest.mark.parametrize('first, then', [('float32', 'float16'), ('float16', 'float32')])
+def test_a_run_resumes_in_another_dtype_with_or_without_a_loss_scaler(tiny_run, first, then):
+    """A float16 run keeps a loss scaler, which a run in another dtype saves empty: resuming across the two
+    starts a new loss scale, or drops the one that is no longer needed, and says so."""
+    tiny_run('run', dtype=first, max_iters=4)
+    resumed = tiny_run('run', dtype=then, init_from='auto')
+    assert [r['iter'] for r in resumed.train_log()] == list(range(1, 9))
+    assert ('its loss scale starts anew' if then == 'float16' else 'its loss scale is dropped') in resumed.output
 
 
 def test_an_accumulation_that_does_not_split_across_processes_says_what_to_pass(shakespeare_byte, tmp_path):
