@@ -17,7 +17,9 @@ Every TrainConfig setting (configurator.py) is valid here and shared by all stud
   tune_variants  True: every variant also runs over lr_grid and is reported at its own best
   teacher_train  overrides that train the teacher first when `teacher` is a ckpt.pt that does not exist yet
   jobs           runs trained at once, each with cpu_count // jobs threads (output in out_dir/train.out);
-                 0: one per CPU core, one thread each (then the results do not depend on the core count)
+                 0: one per CPU core, one thread each (then the results do not depend on the core count).
+                 Runs on CUDA go one per GPU, each seeing its own (CUDA_VISIBLE_DEVICES): 0 or more than
+                 the GPUs there are means one on every GPU
   speedup_dir    where runs, report.md and plots go: speedup_dir/seed<seed>/<run>[-lr<lr>]/
   fresh          True: train every student run from scratch (the teacher is kept; delete its folder to retrain)
 
@@ -160,7 +162,7 @@ class SpeedupConfig(TrainConfig):
     lr_grid: tuple = ()               # learning rates for the baseline; the best one sets the target (empty:
                                       # learning_rate alone, and the report says the baseline is untuned)
     tune_variants: bool = False       # True: every variant runs over lr_grid too and is reported at its best
-    jobs: int = 1                     # runs trained at once, each with cpu_count // jobs threads; 0: one per core
+    jobs: int = 1                     # runs trained at once, cpu_count // jobs threads each; 0: one per core/GPU
     speedup_dir: str = 'out-speedup'
     fresh: bool = False               # True: every student run starts from scratch
 
@@ -294,45 +296,87 @@ def plan(run_cfg, fresh=False):
     return 'trained'
 
 
+def job_slots(jobs, n_gpus, n_cpus):
+    """How many runs train at once. On GPUs one per GPU (jobs=0: every GPU): more would share one GPU's memory
+    and run out of it while the others idle. On CPUs jobs (0: one per core)."""
+    if n_gpus:
+        return min(jobs or n_gpus, n_gpus)
+    return jobs or n_cpus or 1
+
+
+def visible_gpus(n_gpus, parent_visible=None):
+    """The CUDA_VISIBLE_DEVICES entry of each GPU this process sees: its i-th GPU is the i-th entry of its own
+    CUDA_VISIBLE_DEVICES where that is set (a run must stay inside the GPUs it was given), else i."""
+    if parent_visible:
+        return [entry.strip() for entry in parent_visible.split(',')][:n_gpus]
+    return [str(i) for i in range(n_gpus)]
+
+
+def slot_env(slot, at_once, n_cpus, gpus=None):
+    """What the process in `slot` (0 .. at_once - 1) adds to its environment: its share of the cores when several
+    run at once (oversubscribed threads only wait on each other), and its own GPU, gpus[slot], where the runs
+    spread over GPUs (it sees that one alone, as cuda:0)."""
+    env = {'OMP_NUM_THREADS': str(max(1, (n_cpus or 1) // at_once))} if at_once > 1 else {}
+    if gpus:
+        env['CUDA_VISIBLE_DEVICES'] = gpus[slot]
+    return env
+
+
+def run_gpus(device_settings):
+    """(how many GPUs runs on these device settings fill, one run each; their CUDA_VISIBLE_DEVICES entries, or
+    None). 'cuda' and 'auto' on a CUDA machine: every visible GPU. Runs pinned to 'cuda:N' share that one GPU and
+    keep seeing all of them (hiding the others would leave no cuda:N); runs off CUDA: none."""
+    devices = {resolve_device(d) for d in device_settings}
+    if not any(d.startswith('cuda') for d in devices):
+        return 0, None
+    if any(d.startswith('cuda:') for d in devices):
+        return 1, None
+    n_gpus = torch.cuda.device_count()
+    return n_gpus, visible_gpus(n_gpus, os.environ.get('CUDA_VISIBLE_DEVICES'))
+
+
 def run_all(run_cfgs, jobs=1, fresh=False):
-    """Trains the runs {key: TrainConfig} that need it, `jobs` train.py processes at a time (each with its
-    share of the CPU threads), and returns {key: (eval records, how)}. One job streams its output here;
-    several write theirs to out_dir/train.out."""
+    """Trains the runs {key: TrainConfig} that need it, `jobs` train.py processes at a time (job_slots(): on
+    GPUs at most one per GPU, each process on its own), and returns {key: (eval records, how)}. One job streams
+    its output here; several write theirs to out_dir/train.out."""
     hows = {key: plan(run_cfg, fresh) for key, run_cfg in run_cfgs.items()}
     todo = [key for key, how in hows.items() if how != 'reused']
     for key, how in hows.items():
         if how == 'reused':
             print(f"{run_cfgs[key].out_dir}: finished earlier with the same settings, reused")
-    env = None
-    if jobs > 1:  # each process gets its share of the cores: oversubscribed threads only wait on each other
-        env = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // jobs)))
-    running = {}
+    n_gpus, gpus = run_gpus([run_cfgs[key].device for key in todo])
+    at_once = job_slots(jobs, n_gpus, os.cpu_count())
+    running = {}  # key -> (process, command, output file, slot)
     while todo or running:
-        while todo and len(running) < jobs:
+        while todo and len(running) < at_once:
             key = todo.pop(0)
             run_cfg = run_cfgs[key]
+            slot = min(set(range(at_once)) - {slot for *_, slot in running.values()})  # a GPU no other run holds
             settings = dataclasses.asdict(run_cfg)
-            if jobs > 1:
+            if at_once > 1:
                 settings['progress'] = False  # a progress bar in a file is noise
             cmd = [sys.executable, os.path.join(REPO_DIR, 'train.py'), *to_args(settings)]
-            print(f"\n=== {hows[key]}: {run_cfg.out_dir}", flush=True)
+            env = slot_env(slot, at_once, os.cpu_count(), gpus)
+            gpu = f" on GPU {env['CUDA_VISIBLE_DEVICES']}" if 'CUDA_VISIBLE_DEVICES' in env else ''
+            print(f"\n=== {hows[key]}: {run_cfg.out_dir}{gpu}", flush=True)
             out = None
-            if jobs > 1:
+            if at_once > 1:
                 os.makedirs(run_cfg.out_dir, exist_ok=True)
                 out = open(os.path.join(run_cfg.out_dir, 'train.out'), 'w')
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT if out else None, env=env)
-            running[key] = (proc, cmd, out)
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT if out else None,
+                                    env=dict(os.environ, **env) if env else None)
+            running[key] = (proc, cmd, out, slot)
         time.sleep(0.1)
-        for key in [key for key, (proc, _, _) in running.items() if proc.poll() is not None]:
-            proc, cmd, out = running.pop(key)
+        for key in [key for key, (proc, *_) in running.items() if proc.poll() is not None]:
+            proc, cmd, out, _ = running.pop(key)
             if out:
                 out.close()
             if proc.returncode != 0:
-                for other, _, _ in running.values():
+                for other, *_ in running.values():
                     other.terminate()
                 where = f" (its output: {out.name})" if out else " (its error is above)"
                 raise RunFailed(f"a run failed{where}: {' '.join(map(quote, cmd))}")
-            if jobs > 1:
+            if at_once > 1:
                 print(f"=== done: {run_cfgs[key].out_dir}", flush=True)
     return {key: (read_log(run_cfg.out_dir), hows[key]) for key, run_cfg in run_cfgs.items()}
 
@@ -680,7 +724,6 @@ def main(args=None, overrides=None):
         raise ConfigError("variants and seeds must not be empty")
     if cfg.jobs < 0 or not all(isinstance(lr, float) and lr > 0 for lr in cfg.lr_grid):
         raise ConfigError(f"jobs={cfg.jobs} must be >= 0 and lr_grid={cfg.lr_grid} positive floats")
-    cfg.jobs = cfg.jobs or os.cpu_count() or 1
     for name, overrides in cfg.variants.items():
         if not isinstance(overrides, dict) or not isinstance(name, str) or name == 'baseline' or \
                 not name.replace('-', '').replace('_', '').replace('.', '').isalnum():
@@ -705,6 +748,11 @@ def main(args=None, overrides=None):
             raise ConfigError(f"variant {name!r}: teacher {run_cfg.teacher} does not exist (only the shared "
                               f"`teacher` is trained by teacher_train)")
     teacher_run, teacher_how = teacher_plan(cfg)
+    runs = [*baseline_cfgs.values(), *variant_cfgs.values()] + ([teacher_run] if teacher_run is not None else [])
+    n_gpus, _ = run_gpus([run_cfg.device for run_cfg in runs])
+    if n_gpus and cfg.jobs > n_gpus:
+        print(f"jobs={cfg.jobs}, but the runs have {n_gpus} GPU(s): {n_gpus} at a time, one per GPU")
+    cfg.jobs = job_slots(cfg.jobs, n_gpus, os.cpu_count())  # what run_all does, and the report says
 
     ensure_dataset(cfg.dataset)
     os.makedirs(cfg.speedup_dir, exist_ok=True)

@@ -5,6 +5,7 @@ for MFU. One place for these defaults; train.py, bench.py, speedup.py and eval.p
 
 import os
 import platform
+import re
 from contextlib import nullcontext
 
 import torch
@@ -34,13 +35,23 @@ def resolve_device(name):
     return name
 
 
-def resolve_dtype(name, device_type):
-    """'auto' is bf16 on CUDA (fp16 where bf16 is missing, with a GradScaler) and fp32 elsewhere."""
+def pick_dtype(name, device_type, native_bf16, fsdp=False):
+    """'auto': fp32 off CUDA; on CUDA bf16 where the GPU has it natively (Ampere and later), else fp16 with a
+    GradScaler, or fp32 under FSDP (no sharded loss scaler here). Emulated bf16 (V100, T4) runs several times
+    slower than fp16, so it does not count. An explicit name is returned as it is."""
     if name != 'auto':
         return name
     if device_type != 'cuda':
         return 'float32'
-    return 'bfloat16' if torch.cuda.is_bf16_supported() else 'float16'
+    if native_bf16:
+        return 'bfloat16'
+    return 'float32' if fsdp else 'float16'
+
+
+def resolve_dtype(name, device_type, fsdp=False):
+    """pick_dtype() for this machine's current CUDA device."""
+    native = device_type == 'cuda' and torch.cuda.is_bf16_supported(including_emulation=False)
+    return pick_dtype(name, device_type, native, fsdp)
 
 
 def autocast(device_type, dtype):
@@ -68,17 +79,26 @@ def describe_machine(device):
             f"device {device}")
 
 
-# peak dense bf16/fp16 FLOP/s from the vendors' datasheets (no sparsity), by a substring of the device's name
-PEAK_FLOPS = [
-    ('H200', 989e12), ('H100 NVL', 835e12), ('H100 PCIe', 756e12), ('H100', 989e12), ('GH200', 989e12),
-    ('A100', 312e12), ('A800', 312e12), ('L40S', 362e12), ('L4', 121e12), ('A10G', 125e12), ('A10', 125e12),
-    ('RTX 4090', 165e12), ('RTX 3090', 71e12), ('V100', 125e12), ('T4', 65e12),
-]
+# peak dense bf16/fp16 FLOP/s from the vendors' datasheets (no sparsity), by a token of the device's name
+PEAK_FLOPS = {
+    'H200': 989e12, 'H200 NVL': 835e12, 'GH200': 989e12, 'H100': 989e12, 'H100 NVL': 835e12, 'H100 PCIe': 756e12,
+    'A100': 312e12, 'A800': 312e12, 'L40S': 362e12, 'L40': 181e12, 'L4': 121e12, 'A10G': 125e12, 'A10': 125e12,
+    'RTX 4090': 165e12, 'RTX 3090': 71e12, 'V100': 125e12, 'T4': 65e12,
+}
+
+
+def peak_flops_for(name, dtype):
+    """Peak FLOP/s of the device called `name` (torch.cuda.get_device_name), or None where unknown or in fp32.
+    A key matches a whole token (letters and digits on neither side: 'L4' is not in 'NVIDIA L40', 'H200' not in
+    'GH200', but 'A100' is in 'A100-SXM4-80GB'), and the longest match wins ('H100 NVL' over 'H100')."""
+    if dtype == 'float32':
+        return None
+    keys = [key for key in PEAK_FLOPS if re.search(rf'(?<![A-Za-z0-9]){re.escape(key)}(?![A-Za-z0-9])', name)]
+    return PEAK_FLOPS[max(keys, key=len)] if keys else None
 
 
 def device_peak_flops(device, dtype):
     """Peak FLOP/s for MFU, or None where unknown (CPUs, fp32, unlisted cards): then MFU is not reported."""
     if device.type != 'cuda' or dtype == 'float32':
         return None
-    name = torch.cuda.get_device_name(device)
-    return next((peak for key, peak in PEAK_FLOPS if key in name), None)
+    return peak_flops_for(torch.cuda.get_device_name(device), dtype)

@@ -10,7 +10,7 @@ import speedup
 from checkpoint import plain
 from configurator import ConfigError, TrainConfig, load_config
 from conftest import REPO, TINY, read_log
-from speedup import aggregate, compare, fmt_stat, interp_at, steps_to_reach
+from speedup import aggregate, compare, fmt_stat, interp_at, job_slots, slot_env, steps_to_reach, visible_gpus
 
 
 def evals(points):
@@ -76,6 +76,80 @@ def test_seeds_aggregate_to_mean_sample_std_and_range_counting_those_that_miss()
     assert fmt_stat([1.0, 2.0, 3.0], '{:.2f}x', 'not reached') == '2.00x ± 1.00 [1.00..3.00]'
     assert fmt_stat([1.5, None], '{:.2f}x', 'not reached') == '1.50x (not reached in 1/2 seeds)'
     assert fmt_stat([None], '{:.2f}x', 'not reached') == 'not reached'
+
+
+# ------------------------------------------------------------------ runs at a time: one per GPU, or a share of cores
+
+def slots(jobs, n_gpus, n_cpus, parent_visible=None):
+    """How many runs job_slots() starts at once, and the environment each slot adds."""
+    at_once = job_slots(jobs, n_gpus, n_cpus)
+    gpus = visible_gpus(n_gpus, parent_visible) if n_gpus else None
+    return at_once, [slot_env(slot, at_once, n_cpus, gpus) for slot in range(at_once)]
+
+
+def test_eight_gpus_run_eight_at_once_each_on_its_own_gpu():
+    at_once, envs = slots(0, n_gpus=8, n_cpus=64)
+    assert at_once == 8
+    assert [env['CUDA_VISIBLE_DEVICES'] for env in envs] == [str(i) for i in range(8)]
+    assert all(env['OMP_NUM_THREADS'] == '8' for env in envs)  # the processes still share the cores
+    assert slots(3, n_gpus=8, n_cpus=64)[0] == 3  # fewer than the GPUs: as asked
+
+
+def test_more_jobs_than_gpus_is_capped_at_one_run_per_gpu():
+    at_once, envs = slots(4, n_gpus=2, n_cpus=2)
+    assert at_once == 2 and [env['CUDA_VISIBLE_DEVICES'] for env in envs] == ['0', '1']
+    assert slots(1, n_gpus=2, n_cpus=2)[1] == [{'CUDA_VISIBLE_DEVICES': '0'}]  # one at a time: no thread share
+
+
+def test_the_parents_cuda_visible_devices_are_the_ones_the_runs_get():
+    at_once, envs = slots(0, n_gpus=2, n_cpus=16, parent_visible='3,5')
+    assert at_once == 2 and [env['CUDA_VISIBLE_DEVICES'] for env in envs] == ['3', '5']
+    assert visible_gpus(2, 'GPU-aa, GPU-bb') == ['GPU-aa', 'GPU-bb']
+
+
+def test_runs_on_cuda_fill_every_visible_gpu_unless_pinned_to_one(monkeypatch):
+    monkeypatch.setattr(speedup, 'resolve_device', lambda name: 'cuda' if name == 'auto' else name)
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 4)
+    monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '2,3,6,7')
+    assert speedup.run_gpus(['auto', 'cuda']) == (4, ['2', '3', '6', '7'])
+    assert speedup.run_gpus(['cuda:1']) == (1, None)  # it must still see cuda:1: one at a time, all GPUs visible
+    monkeypatch.delenv('CUDA_VISIBLE_DEVICES')
+    assert speedup.run_gpus(['cuda']) == (4, ['0', '1', '2', '3'])
+
+
+def test_run_all_starts_each_run_on_a_gpu_no_running_process_holds(monkeypatch, tmp_path):
+    started, alive, together = [], [], []
+
+    class Process:
+        """A train.py that ends after a few polls (runs of unequal length: the slots free up out of order)."""
+        def __init__(self, cmd, stdout=None, stderr=None, env=None):
+            assert env['CUDA_VISIBLE_DEVICES'] not in [p.gpu for p in alive]
+            self.gpu, self.polls, self.returncode = env['CUDA_VISIBLE_DEVICES'], 2 + 3 * (len(started) % 2), None
+            started.append(self.gpu)
+            alive.append(self)
+            together.append(len(alive))
+
+        def poll(self):
+            self.polls -= 1
+            if self.polls == 0:
+                self.returncode = 0
+                alive.remove(self)
+            return self.returncode
+
+    monkeypatch.setattr(speedup.subprocess, 'Popen', Process)
+    monkeypatch.setattr(speedup, 'run_gpus', lambda devices: (2, ['3', '5']))
+    monkeypatch.setattr(speedup, 'read_log', lambda out_dir: [])
+    runs = {i: TrainConfig(out_dir=str(tmp_path / str(i))) for i in range(5)}
+    assert all(how == 'trained' for _, how in speedup.run_all(runs, jobs=0).values())
+    assert len(started) == 5 and set(started) == {'3', '5'} and max(together) == 2
+
+
+def test_without_gpus_jobs_share_the_cores_as_before():
+    assert slots(0, n_gpus=0, n_cpus=2) == (2, [{'OMP_NUM_THREADS': '1'}] * 2)  # one per core, one thread each
+    assert slots(2, n_gpus=0, n_cpus=8) == (2, [{'OMP_NUM_THREADS': '4'}] * 2)
+    assert slots(1, n_gpus=0, n_cpus=8) == (1, [{}])  # alone: the environment as it is
+    assert slots(0, n_gpus=0, n_cpus=None) == (1, [{}])  # os.cpu_count() may not know
+    assert speedup.run_gpus(['cpu']) == (0, None)
 
 
 # ------------------------------------------------------------------ configuration errors, before any compute
