@@ -8,10 +8,11 @@ import torch
 
 from checkpoint import FORMAT
 from conftest import TINY, max_diff, run_train, trained
-from let import Projector, alignment_loss, kd_loss, kd_weight, let_lambda, make_projectors
+from let import KD_CHUNK_BYTES, Projector, alignment_loss, kd_loss, kd_weight, let_lambda, make_projectors
 from model import GPT, GPTConfig
 from teacher import load_teacher
 from test_train import TORCHRUN
+from tools.kd_memory import measure, reference_kd_loss
 
 LET = dict(let_lambda=1.0, let_stop=4, let_layers=(0,), let_proj='linear')
 
@@ -135,6 +136,61 @@ def test_kd_loss_ignores_the_padded_ids_beyond_the_vocabulary():
     assert kd_loss(padded_student, teacher, 50).item() == pytest.approx(kd_loss(student[..., :50],
                                                                                 teacher[..., :50], 50).item())
 
+
+
+@pytest.mark.parametrize('tau', [1.0, 2.0])
+def test_chunked_kd_loss_and_its_gradient_equal_the_whole_formulas(tau):
+    """kd_loss goes 4 tokens at a time through 3 x 7 tokens (a last chunk of 1), ids 37..43 padding the
+    vocabulary; the reference holds whole (B, T, V) log-softmaxes and autograd differentiates it."""
+    torch.manual_seed(0)
+    student, teacher = (3 * torch.randn(3, 7, 44)).requires_grad_(), 3 * torch.randn(3, 7, 44)
+    loss = kd_loss(student, teacher, 37, tau, chunk_tokens=4)
+    grad, = torch.autograd.grad(loss, student)
+    expected = reference_kd_loss(student, teacher, 37, tau)
+    expected_grad, = torch.autograd.grad(expected, student)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-5, atol=1e-9)
+    assert grad[..., 37:].abs().max() == 0  # the padded ids get none
+
+
+def test_kd_loss_on_a_non_contiguous_student_view_equals_the_whole_formula():
+    torch.manual_seed(0)
+    time_major = torch.randn(7, 3, 40, requires_grad=True)  # (T, B, V): its (B, T) view cannot be flattened
+    teacher = torch.randn(3, 7, 40)
+    grad, = torch.autograd.grad(kd_loss(time_major.transpose(0, 1), teacher, 40, 2.0, chunk_tokens=3), time_major)
+    expected, = torch.autograd.grad(reference_kd_loss(time_major.transpose(0, 1), teacher, 40, 2.0), time_major)
+    torch.testing.assert_close(grad, expected, rtol=1e-5, atol=1e-9)
+
+
+def test_kd_loss_on_bfloat16_logits_under_autocast_is_computed_in_float32():
+    """The rounding is the logits', not the loss's: the result equals fp32 math on the same bf16 values, and the
+    gradient is the fp32 gradient rounded once to the logits' dtype."""
+    torch.manual_seed(0)
+    student = (3 * torch.randn(2, 9, 64)).bfloat16().requires_grad_()
+    teacher = (3 * torch.randn(2, 9, 64)).bfloat16()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        loss = kd_loss(student, teacher, 50, 2.0, chunk_tokens=5)
+    grad, = torch.autograd.grad(loss, student)
+    fp32_student = student.detach().float().requires_grad_()
+    expected = reference_kd_loss(fp32_student, teacher.float(), 50, 2.0)
+    expected_grad, = torch.autograd.grad(expected, fp32_student)
+    assert loss.dtype == torch.float32 and grad.dtype == torch.bfloat16
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    torch.testing.assert_close(grad, expected_grad.bfloat16(), rtol=2 ** -8, atol=1e-9)
+
+
+def test_kd_loss_refuses_teacher_logits_that_need_a_gradient():
+    """The teacher is frozen: a gradient for its logits would be silently dropped."""
+    with pytest.raises(ValueError, match='no_grad'):
+        kd_loss(torch.randn(2, 3, 8), torch.randn(2, 3, 8, requires_grad=True), 8)
+
+
+def test_kd_loss_memory_stays_a_few_chunks_not_whole_logits_tensors():
+    """At the paper's V 49,152 (SmolLM2's vocabulary), 2,048 tokens: one (tokens, V) fp32 tensor is 403 MB. The
+    unchunked formula's forward + backward held 4 of them above its inputs and gradient (tools/kd_memory.py's
+    reference: 4.00x); kd_loss holds about 3 chunks of KD_CHUNK_BYTES. Measured in a fresh process (peak RSS)."""
+    r = measure('let', tokens=2048, vocab=49152)
+    assert KD_CHUNK_BYTES <= r['extra_bytes'] and r['extra_tensors'] < 0.75
 
 # ------------------------------------------------------------------ LET inside train.py
 
