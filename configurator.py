@@ -33,7 +33,9 @@ class TrainConfig:
     log_interval: int = 10
     eval_iters: int = 20              # global batches per split per evaluation (the same ones every time)
     eval_only: bool = False
-    always_save_checkpoint: bool = True  # False: save only when val loss improves
+    always_save_checkpoint: bool = True  # save at every checkpoint_interval-th evaluation; False: when the
+                                      # val loss improved. The last step is saved either way
+    checkpoint_interval: int = 1      # evaluations between the saves of always_save_checkpoint
     init_from: str = 'auto'           # 'auto' (resume if out_dir has a checkpoint) | 'scratch' | 'resume'
     progress: bool = True             # tqdm progress bar on the master process
     # data
@@ -102,7 +104,7 @@ def check_config(cfg):
             raise ConfigError(msg)
     need(cfg.init_from in ('auto', 'scratch', 'resume'), f"init_from={cfg.init_from!r}: use 'auto', 'scratch' or 'resume'")
     for k in ('batch_size', 'block_size', 'gradient_accumulation_steps', 'eval_interval', 'log_interval',
-              'eval_iters', 'max_nonfinite_steps'):
+              'eval_iters', 'max_nonfinite_steps', 'checkpoint_interval'):
         need(getattr(cfg, k) > 0, f"{k}={getattr(cfg, k)} must be positive")
     need(cfg.max_iters >= 0, f"max_iters={cfg.max_iters} must be >= 0")
     need(cfg.dtype in ('auto', 'float32', 'bfloat16', 'float16'),

@@ -88,7 +88,9 @@ def wrap(model, device):
     no_sync = {'broadcast_buffers': False}
     if 'forward_sync_buffers' in inspect.signature(DDP).parameters:
         no_sync = {'forward_sync_buffers': False}
-    return DDP(model, device_ids=[device.index] if device.type == 'cuda' else None, **no_sync)
+    # gradient_as_bucket_view: the gradients live in DDP's communication buckets, not in a second copy
+    return DDP(model, device_ids=[device.index] if device.type == 'cuda' else None, gradient_as_bucket_view=True,
+               **no_sync)
 
 
 def shard(model, device, world_size, dtype, projectors=None):
@@ -160,25 +162,38 @@ def grad_norm(grads, device):
     return (sharded + squares([g for g in grads if not isinstance(g, DTensor)])).sqrt()
 
 
+def count_skips(skips, skipped):
+    """The non-finite-step counters (in all, in a row now, most in a row) after a step that skipped (1.0) or
+    not (0.0): kept on the device, so that no step waits for the host; train.py reads them at its log lines."""
+    total, row, most = skips
+    row = (row + 1) * skipped
+    return torch.stack([total + skipped, row, torch.maximum(most, row)])
+
+
 def optimizer_step(optimizer, scaler, grad_clip, loss, distributed):
-    """Clips and applies the accumulated gradients, unless the loss or a gradient is non-finite:
-    then the step is skipped and the weights and optimizer state stay as they were. The gradient
-    norm is the same on every rank (grad_norm) and the loss flag is reduced across ranks, so all
-    ranks decide alike and none waits forever. Returns (stepped, grad_norm); the gradients are
+    """Clips and applies the accumulated gradients, unless the loss or a gradient is non-finite: then the
+    step is skipped and the weights and AdamW state stay as they were. Decided on the device, without a host
+    sync: fused AdamW reads a found_inf flag (as GradScaler uses it) and leaves every tensor, its step count
+    included, untouched where it is 1. The gradient norm is the same on every rank (grad_norm) and the flag
+    is reduced across ranks, so all ranks decide alike and none waits forever.
+    Returns (skipped, grad_norm), device tensors (skipped: 1.0 for a skipped step); the gradients are
     cleared either way."""
-    scaler.unscale_(optimizer)
+    if not optimizer.defaults.get('fused'):
+        raise ValueError("optimizer_step skips non-finite steps on the device: it needs fused AdamW")
+    scaler.unscale_(optimizer)  # fp16: the true gradients, and the scaler's own overflow check for update()
     grads = [p.grad for group in optimizer.param_groups for p in group['params']
              if p.grad is not None]
     norm = grad_norm(grads, loss.device)
     if grad_clip > 0:
         scale = (grad_clip / (norm + 1e-6)).clamp(max=1.0)  # as torch's clip_grad_norm_
         torch._foreach_mul_([g.to_local() if isinstance(g, DTensor) else g for g in grads], scale)
-    bad = (~torch.isfinite(norm) | ~torch.isfinite(loss)).float()
+    skipped = (~torch.isfinite(norm) | ~torch.isfinite(loss)).float()
     if distributed:
-        dist.all_reduce(bad, op=dist.ReduceOp.MAX)
-    stepped = not bad.item()  # the step's one host sync
-    if stepped:
-        scaler.step(optimizer)
-    scaler.update()  # fp16: a skipped step lowers the loss scale, as an overflow should
+        dist.all_reduce(skipped, op=dist.ReduceOp.MAX)
+    # stepped here, not by scaler.step(), which would replace found_inf with the scaler's own flag
+    optimizer.found_inf = skipped
+    optimizer.step()
+    del optimizer.found_inf
+    scaler.update()  # fp16: an overflow lowers the loss scale
     optimizer.zero_grad(set_to_none=True)
-    return stepped, norm
+    return skipped, norm

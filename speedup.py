@@ -34,7 +34,8 @@ Numbers, per seed, with target = the (tuned) baseline's final val loss:
                     earlier: the same definition for every run)
   step speedup      baseline steps / variant steps
   wall-clock        baseline train_time / variant train_time at the crossing (train.py's train_time: seconds
-                    inside training steps, the teacher's forward included, evaluation and saving excluded);
+                    inside training steps, the teacher's forward included, evaluation, saving and torch.compile's
+                    compilation excluded: train.py builds its graphs before its clock starts);
                     for a variant that uses a teacher trained here, also with its training time charged
   gap at x%         variant val loss - baseline val loss at x% of the baseline's steps (interpolated)
 A variant that never reaches the target is "not reached" with its final gap; no speedup is extrapolated.
@@ -173,7 +174,8 @@ MATCHED = ('dataset', 'batch_size', 'block_size', 'gradient_accumulation_steps',
 # ...nor these, which speedup.py sets for each run
 PLACED = ('seed', 'out_dir', 'init_from')
 # settings that do not change what a run computes: a checkpoint written with other values is still reusable
-NOT_RESULTS = ('out_dir', 'init_from', 'progress', 'log_interval', 'eval_only', 'always_save_checkpoint')
+NOT_RESULTS = ('out_dir', 'init_from', 'progress', 'log_interval', 'eval_only', 'always_save_checkpoint',
+               'checkpoint_interval')
 
 
 def shared_settings(cfg):
@@ -198,7 +200,7 @@ def run_config(cfg, seed, name, overrides):
                           f"and speedup.py sets {PLACED} (seeds go in `seeds`)")
     settings = dict(shared_settings(cfg), **overrides)
     settings.update(seed=seed, out_dir=os.path.join(cfg.speedup_dir, f'seed{seed}', name), init_from='auto',
-                    always_save_checkpoint=True)  # reuse and resume need the checkpoint of the last step
+                    always_save_checkpoint=True)  # resume: every checkpoint_interval-th evaluation; reuse: the last
     return checked_train_config(settings, f"variant {name!r}" if name != 'baseline' else 'baseline')
 
 
@@ -673,7 +675,8 @@ def write_report(cfg, command, configs, results, teacher, hows, grids, total_tim
     md += ['', '## Results', '', target, '', *[f"- {line}" for line in lines], '', summary, '',
            "Steps and times at the target are the first crossing, linearly interpolated between the two evaluations "
            "around it. Wall-clock uses train_time (training steps only, the teacher's forward included, evaluation "
-           "excluded)"
+           "and saving excluded, and compilation: a compiled run builds its graphs before its clock starts, and "
+           "S_stop changes no graph)"
            + ("; 'incl. teacher training' also charges the teacher's own training time to each variant that uses "
               "it, as if it were trained for this one student" if charged else '') + ". Val gap: variant minus "
            "baseline val loss at that fraction of training (negative: the variant is ahead)."

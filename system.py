@@ -6,6 +6,7 @@ for MFU. One place for these defaults; train.py, bench.py, speedup.py and eval.p
 import os
 import platform
 import re
+import time
 from contextlib import nullcontext
 
 import torch
@@ -102,3 +103,32 @@ def device_peak_flops(device, dtype):
     if device.type != 'cuda' or dtype == 'float32':
         return None
     return peak_flops_for(torch.cuda.get_device_name(device), dtype)
+
+
+class Stopwatch:
+    """Seconds spent in training steps. A step queues its work on the GPU and never waits for it, so the clock
+    is read only where the host waits anyway (a log line, an evaluation, a save, S_stop): stop() synchronises
+    first, and the device's queued work is counted where it ran, not in the next evaluation."""
+
+    def __init__(self, device, total=0.0):
+        self.device, self.total, self.lap_time, self.t0 = device, total, 0.0, None
+
+    def start(self):
+        if self.t0 is None:
+            self.t0 = time.time()
+
+    def stop(self):
+        if self.t0 is None:
+            return
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+        dt = time.time() - self.t0
+        self.t0 = None
+        self.total += dt
+        self.lap_time += dt
+
+    def lap(self):
+        """Seconds in steps since the last lap (the clock stops: it starts again with the next step)."""
+        self.stop()
+        dt, self.lap_time = self.lap_time, 0.0
+        return dt

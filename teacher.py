@@ -74,6 +74,11 @@ class Teacher:
     def logits(self, idx):
         return self(idx, logits=True)[1]
 
+    def warm_up(self, idx, logits=False):
+        """One forward that is not counted: builds a compiled teacher's graph before the steps are timed."""
+        with torch.no_grad():
+            self._forward(idx, with_logits=logits)
+
     def compile(self):
         self._forward = torch.compile(self.model.final_hidden)
         return self

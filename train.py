@@ -31,9 +31,9 @@ from configurator import model_config
 from data.common import TokenWindows, check_dataset, resolve_data_dir
 from let import alignment_loss, kd_loss, kd_weight, let_lambda, make_projectors
 from model import GPT, padded_vocab
-from parallel import all_reduce_grads, init_distributed, micro_steps, optimizer_step, set_gradient_sync
-from parallel import shard, wrap
-from system import DTYPES, autocast, describe_machine, device_peak_flops, resolve_compile
+from parallel import all_reduce_grads, count_skips, init_distributed, micro_steps, optimizer_step
+from parallel import set_gradient_sync, shard, wrap
+from system import DTYPES, Stopwatch, autocast, describe_machine, device_peak_flops, resolve_compile
 from system import resolve_device, resolve_dtype
 from teacher import check_teacher, load_teacher
 
@@ -55,6 +55,102 @@ def step_seed(seed, rank, it):
     """Dropout's random stream for one step of one rank, a pure function of (seed, rank, step):
     a resumed run draws what the uninterrupted run would have drawn, with no state to save."""
     return int(np.random.SeedSequence([seed, rank, it]).generate_state(1)[0])
+
+
+def step_flops(model, teacher, block_size, tokens):
+    """FLOPs of one training step on `tokens` tokens: (the student's, the teacher's body, the teacher's head).
+    The student's step is 3 forwards (backward = 2); the teacher runs one forward, its head only for KD. MFU
+    divides one process's FLOPs by one device's peak, as nanoGPT's estimate_mfu does."""
+    student = 3 * model.forward_flops_per_token(block_size) * tokens
+    if teacher is None:
+        return student, 0, 0
+    body = teacher.model.forward_flops_per_token(block_size, head=False) * tokens
+    return student, body, teacher.model.forward_flops_per_token(block_size) * tokens - body
+
+
+class TeacherCalls:
+    """The teacher's forwards so far, and those that computed logits: after S_stop (and the distillation's
+    stop) none should come. Counted on through the release at S_stop and across resumes (the checkpoint)."""
+
+    def __init__(self, ckpt, teacher):
+        self.teacher = teacher
+        self.before = (ckpt.get('teacher_calls', 0), ckpt.get('teacher_logit_calls', 0)) if ckpt else (0, 0)
+
+    def counts(self):
+        t = self.teacher
+        return self.before[0] + (t.calls if t else 0), self.before[1] + (t.logit_calls if t else 0)
+
+    def release(self):
+        self.before = self.counts()
+        self.teacher.release()
+        self.teacher = None
+
+
+def checkpoint_state(cfg, iter_num, gptconf, meta, projectors, scaler, calls, best_val_loss, train_time):
+    """The checkpoint dict without the weights and the optimizer (checkpoint.py: FORMAT)."""
+    teacher_calls, teacher_logit_calls = calls.counts()
+    return {'format': FORMAT, 'iter_num': iter_num, 'config': dataclasses.asdict(cfg),
+            'model_args': dataclasses.asdict(gptconf), 'tokenizer': meta['tokenizer'],
+            'projector_width': projectors[0].d_teacher if projectors is not None else None,
+            'scaler': scaler.state_dict(), 'teacher_calls': teacher_calls,
+            'teacher_logit_calls': teacher_logit_calls, 'best_val_loss': best_val_loss,
+            'train_time': train_time}
+
+
+def warm_up(model, eval_model, teacher, X, Y, k, logits, ctx, optimizer):
+    """Builds torch.compile's graphs before the clock starts, so that step times and train_time exclude
+    compilation: one training forward and backward on the first batch (its gradients thrown away, no step),
+    the teacher's forward, one evaluation forward."""
+    with ctx:
+        model(X, Y, hidden_layers=k)[1].backward()
+        if teacher:
+            teacher.warm_up(X, logits)
+    optimizer.zero_grad(set_to_none=True)
+    eval_model.eval()
+    with torch.no_grad(), ctx:
+        eval_model(X, Y)
+    eval_model.train()
+
+
+def check_nonfinite(in_a_row, it, limit, ckpt_path):
+    """Too many non-finite steps in a row (read at the log line) stop the run, naming what is kept."""
+    if in_a_row < limit:
+        return
+    kept = "no checkpoint had been written yet"
+    if os.path.exists(ckpt_path):
+        kept = f"the last good checkpoint {ckpt_path} is intact"
+    raise RuntimeError(f"{in_a_row} non-finite steps in a row at iteration {it}: training stopped; {kept}. "
+                       f"Lower learning_rate, raise warmup_iters or check the data, then run again to resume")
+
+
+def train_record(it, means, grad_norm, lam, w, lr, dt, tokens_per_iter, flops, peak, teacher_calls, skipped,
+                 device, let_on, kd_on):
+    """The log interval's record for log.jsonl and its printed line. means: the interval's mean loss, lm,
+    align, cos, kd; dt: its mean step time; flops: step_flops() of one process."""
+    loss, lm, align, cos, kd = means
+    flops_student, flops_body, flops_head = flops
+    flops_teacher = (flops_body if lam > 0 or w > 0 else 0) + (flops_head if w > 0 else 0)
+    mfu = flops_student / dt / peak if peak else None
+    mfu_all = (flops_student + flops_teacher) / dt / peak if peak else None
+    cuda = device.type == 'cuda'
+    record = {'event': 'train', 'iter': it, 'loss': loss, 'lm_loss': lm, 'align_loss': align, 'cos': cos,
+              'lambda': lam, 'kd_loss': kd, 'kd_weight': w, 'lr': lr, 'grad_norm': grad_norm,
+              'dt_ms': dt * 1000, 'tok_per_s': tokens_per_iter / dt, 'mfu': mfu, 'mfu_with_teacher': mfu_all,
+              'teacher_calls': teacher_calls[0], 'teacher_logit_calls': teacher_calls[1], 'skipped': skipped,
+              'flops_student': flops_student, 'flops_teacher': flops_teacher,
+              'cuda_mem_gb': torch.cuda.memory_allocated(device) / 2**30 if cuda else None,
+              'cuda_peak_gb': torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None}
+    line = f"iter {it}: loss {lm:.4f}"
+    if let_on:
+        line += f", align {align:.4f}, cos {cos:.3f}, lambda {lam:.3g}"
+    if kd_on:
+        line += f", kd {kd:.4f}, w {w:.3g}"
+    line += f", lr {lr:.2e}, time {dt * 1000:.0f}ms, {tokens_per_iter / dt:,.0f} tok/s"
+    if peak:
+        line += f", mfu {mfu * 100:.1f}%"
+    if peak and flops_teacher:
+        line += f" ({mfu_all * 100:.1f}% with teacher)"
+    return record, line
 
 
 def main(argv):
@@ -139,8 +235,6 @@ def main(argv):
             teacher.compile()
         say(f"teacher: {cfg.teacher} ({teacher.n_params / 1e6:.1f}M parameters, "
             f"width {teacher.width}, tokenizer {teacher.tokenizer})")
-    calls_before = ckpt.get('teacher_calls', 0) if ckpt else 0  # by teachers already released
-    logit_calls_before = ckpt.get('teacher_logit_calls', 0) if ckpt else 0
 
     # the student, LET's projectors P (one per aligned block k), the optimizer
     with torch.device('meta'):  # shapes only: no process ever allocates more than its own slices
@@ -175,23 +269,17 @@ def main(argv):
     if ckpt and (change := load_scaler(scaler, ckpt['scaler'])):
         say(f"resuming: {change}")
     raw_model = model  # the student without compile or DDP: what is saved, evaluated and sampled
-    if use_compile:
+    if use_compile and sharded:  # each block compiled, FSDP's gathers and scatters between them
+        say("compiling the blocks...")
+        for block in raw_model.transformer.h:
+            block.compile()
+    elif use_compile:
         say("compiling the model...")
         model = torch.compile(model)
     eval_model = model
     if ddp.on and not sharded:
         model = wrap(model, device)
-
-    # MFU: a training step is 3 forwards of the student; the teacher runs one, its head only for KD.
-    # Per process: this process's tokens over one device's peak (as nanoGPT's estimate_mfu)
-    tokens_per_process = tokens_per_iter // ddp.world_size
-    flops_student = 3 * raw_model.forward_flops_per_token(cfg.block_size) * tokens_per_process
-    flops_body = flops_head = 0  # of the teacher, per step
-    if teacher:
-        per_token = teacher.model.forward_flops_per_token(cfg.block_size, head=False)
-        flops_body = per_token * tokens_per_process
-        with_head = teacher.model.forward_flops_per_token(cfg.block_size) * tokens_per_process
-        flops_head = with_head - flops_body
+    flops = step_flops(raw_model, teacher, cfg.block_size, tokens_per_iter // ddp.world_size)  # per process
     peak = device_peak_flops(device, dtype)
     if peak is None:
         say(f"MFU: not reported (no known peak FLOP/s for {device} in {dtype})")
@@ -205,11 +293,11 @@ def main(argv):
         total = cfg.eval_iters * global_batch  # windows per evaluation
         for split in ('train', 'val'):
             losses = torch.zeros(cfg.eval_iters * accum, device=device)
-            for k in range(cfg.eval_iters * accum):
-                first = (k * ddp.world_size + ddp.rank) * cfg.batch_size
+            for i in range(cfg.eval_iters * accum):
+                first = (i * ddp.world_size + ddp.rank) * cfg.batch_size
                 X, Y = get_batch(split, splits[split].eval_windows(first, cfg.batch_size, total))
                 with ctx:
-                    _, losses[k] = eval_model(X, Y)
+                    _, losses[i] = eval_model(X, Y)
             mean = losses.mean()
             if ddp.on:
                 dist.all_reduce(mean, op=dist.ReduceOp.AVG)
@@ -217,24 +305,11 @@ def main(argv):
         raw_model.train()
         return out
 
-    def teacher_calls():
-        return calls_before + (teacher.calls if teacher else 0)
-
-    def teacher_logit_calls():
-        return logit_calls_before + (teacher.logit_calls if teacher else 0)
-
-    def checkpoint_state():
-        """The checkpoint; sharded (FSDP), without weights and optimizer: save_sharded adds them."""
-        state = {'format': FORMAT, 'iter_num': iter_num, 'config': dataclasses.asdict(cfg),
-                 'model_args': dataclasses.asdict(gptconf), 'tokenizer': meta['tokenizer'],
-                 'projector_width': projectors[0].d_teacher if projectors is not None else None,
-                 'scaler': scaler.state_dict(), 'teacher_calls': teacher_calls(),
-                 'teacher_logit_calls': teacher_logit_calls(),
-                 'best_val_loss': best_val_loss, 'train_time': train_time}
-        if not sharded:
-            state.update(model=raw_model.state_dict(), optimizer=optimizer.state_dict(),
-                         projectors=projectors.state_dict() if projectors is not None else None)
-        return state
+    def train_batch(it, micro_step):
+        """Micro-batch micro_step of step it for this process: its own slice of the step's samples."""
+        slot = micro_step * ddp.world_size + ddp.rank
+        return get_batch('train', splits['train'].train_windows(it * global_batch + slot * cfg.batch_size,
+                                                                cfg.batch_size))
 
     def log(record):
         if master:
@@ -242,7 +317,8 @@ def main(argv):
                 f.write(json.dumps(record) + '\n')
 
     best_val_loss = ckpt['best_val_loss'] if ckpt else float('inf')
-    train_time = ckpt['train_time'] if ckpt else 0.0  # seconds in training steps, not eval or save
+    watch = Stopwatch(device, ckpt['train_time'] if ckpt else 0.0)  # seconds in training steps only
+    calls = TeacherCalls(ckpt, teacher)  # the teacher's forwards, counted across releases and resumes
     if ckpt:
         say(f"resuming from {ckpt_path} at iteration {iter_num}")
     del ckpt
@@ -254,11 +330,18 @@ def main(argv):
         progress = tqdm(total=cfg.max_iters, initial=iter_num, unit='it', dynamic_ncols=True,
                         file=sys.stdout)
     write = progress.write if progress else say
-    nonfinite_in_a_row, skipped_total = 0, 0
     zero = torch.zeros((), device=device)
+    skips = torch.zeros(3, device=device)  # non-finite steps: in all, in a row now, most in a row
+    skipped_logged = None  # the skips in all at the last log line
     interval_sums, n_interval = torch.zeros(5, device=device), 0  # loss, lm, align, cos, kd
-    k, P = cfg.let_layers, projectors  # the paper's names for the aligned blocks and the projector
+    # the paper's names for the aligned blocks and the projector; the student returns the states after
+    # blocks k also after S_stop (unused then): one compiled graph for the whole run
+    k, P = cfg.let_layers if let_on else (), projectors
+    X, Y = train_batch(iter_num, 0)
     t_start = time.time()
+    if use_compile and not cfg.eval_only:  # the graphs are built here, outside the timed steps
+        warm_up(model, eval_model, teacher, X, Y, k, weights(iter_num)[1] > 0, ctx, optimizer)
+    evaluations = 0  # since this process started: checkpoint_interval counts them
 
     # ----------------------------------------------------------------------------- training loop
     while True:
@@ -266,10 +349,11 @@ def main(argv):
         due = iter_num % cfg.eval_interval == 0 or iter_num == cfg.max_iters
         just_resumed = resume and iter_num == start_iter  # its eval was logged before the save
         if cfg.eval_only or (due and not just_resumed):
+            watch.stop()
             losses = estimate_loss()
             lam, w = weights(iter_num)
             log({'event': 'eval', 'iter': iter_num, 'tokens': iter_num * tokens_per_iter,
-                 'train_time': round(train_time, 3), 'wall_time': round(time.time() - t_start, 3),
+                 'train_time': round(watch.total, 3), 'wall_time': round(time.time() - t_start, 3),
                  'train_loss': losses['train'], 'val_loss': losses['val'],
                  'lambda': lam, 'kd_weight': w})
             write(f"step {iter_num}: train loss {losses['train']:.4f}, val {losses['val']:.4f}")
@@ -277,36 +361,41 @@ def main(argv):
                 break
             improved = losses['val'] < best_val_loss
             best_val_loss = min(best_val_loss, losses['val'])
-            if iter_num > start_iter and (improved or cfg.always_save_checkpoint):
+            evaluations += 1
+            # saved: the last step; else every checkpoint_interval-th evaluation, or (nanoGPT's) when improved
+            due = evaluations % cfg.checkpoint_interval == 0 if cfg.always_save_checkpoint else improved
+            if iter_num > start_iter and (due or iter_num == cfg.max_iters):
+                state = checkpoint_state(cfg, iter_num, gptconf, meta, projectors, scaler, calls,
+                                         best_val_loss, watch.total)
                 if sharded:  # every rank writes its shards
-                    save_sharded(ckpt_path, checkpoint_state(), trained, optimizer)
+                    save_sharded(ckpt_path, state, {'student': raw_model, 'projectors': projectors},
+                                 optimizer)
                 elif master:
-                    save_checkpoint(ckpt_path, checkpoint_state())
+                    state.update(model=raw_model.state_dict(), optimizer=optimizer.state_dict(),
+                                 projectors=projectors.state_dict() if projectors is not None else None)
+                    save_checkpoint(ckpt_path, state)
+                write(f"step {iter_num}: checkpoint saved to {ckpt_path}")
         if iter_num >= cfg.max_iters:
             break
 
         lam, w = weights(iter_num)  # lambda(s), w(s)
-        if teacher and lam == 0 and w == 0:  # S_stop: the teacher goes, outside the timed step
-            calls_before, logit_calls_before = teacher_calls(), teacher_logit_calls()
-            teacher.release()
+        if teacher and lam == 0 and w == 0:  # S_stop: the teacher goes, outside the timed steps
+            watch.stop()
+            calls.release()
             teacher = None
             say(f"step {iter_num}: S_stop reached, teacher released")
 
-        t0 = time.time()
+        watch.start()
         lr = get_lr(cfg, iter_num)
         for group in optimizer.param_groups:
             group['lr'] = lr
         torch.manual_seed(step_seed(cfg.seed, ddp.rank, iter_num))
         step_sums = torch.zeros(5, device=device)
         for micro_step in range(accum):
-            # each process's micro-step reads its own slice of the step's samples
-            slot = micro_step * ddp.world_size + ddp.rank
-            first = iter_num * global_batch + slot * cfg.batch_size
-            X, Y = get_batch('train', splits['train'].train_windows(first, cfg.batch_size))
             last = micro_step == accum - 1  # gradients are averaged across ranks once, at the end
             set_gradient_sync((model, raw_model, *(P or ())), last)
             with ctx:
-                logits, lm_loss, h_students = model(X, Y, hidden_layers=k if lam > 0 else ())
+                logits, lm_loss, h_students = model(X, Y, hidden_layers=k)
                 loss, align_loss, cos, kd = lm_loss, zero, zero, zero
                 if lam > 0 or w > 0:  # one teacher forward for both terms; logits only for KD
                     h_teacher, logits_teacher = teacher(X, logits=w > 0)  # (B, T, d_t), no grad
@@ -319,69 +408,39 @@ def main(argv):
                 if w > 0:  # distillation, the paper's baselines: SALT (kd_stop > 0), RKD (= 0)
                     kd = kd_loss(logits, logits_teacher, meta['vocab_size'], cfg.kd_temperature)
                     loss = loss + w * kd  # ... + w(s) * L_KD
+            # the next micro-batch, read and sent while the device computes this one
+            X, Y = train_batch(iter_num + last, 0 if last else micro_step + 1)
             step_sums += torch.stack([loss, lm_loss, align_loss, cos, kd]).detach() / accum
             scaler.scale(loss / accum).backward()
             # freed now, not at the next forward: (B, T, vocab) logits, and every teacher output at S_stop
             logits = h_students = h_teacher = logits_teacher = None
         if ddp.on and not sharded and lam > 0:
             all_reduce_grads(projector_params)  # DDP averages the student's gradients, not P's
-        stepped, grad_norm = optimizer_step(optimizer, scaler, cfg.grad_clip, step_sums[0], ddp.on)
-        if device.type == 'cuda':
-            torch.cuda.synchronize(device)  # honest step times
-        dt = time.time() - t0
-        train_time += dt
+        skipped, grad_norm = optimizer_step(optimizer, scaler, cfg.grad_clip, step_sums[0], ddp.on)
+        skips = count_skips(skips, skipped)  # on the device: read at the log line
         iter_num += 1
         if progress:
             progress.update(1)
 
-        if stepped:
-            nonfinite_in_a_row = 0
-        else:
-            nonfinite_in_a_row += 1
-            skipped_total += 1
-            write(f"step {iter_num - 1}: non-finite loss or gradient, step skipped "
-                  f"({nonfinite_in_a_row} in a row, {skipped_total} in all)")
-            if nonfinite_in_a_row >= cfg.max_nonfinite_steps:
-                kept = "no checkpoint had been written yet"
-                if os.path.exists(ckpt_path):
-                    kept = f"the last good checkpoint {ckpt_path} is intact"
-                raise RuntimeError(f"{nonfinite_in_a_row} non-finite steps in a row at iteration "
-                                   f"{iter_num - 1}: training stopped; {kept}. Lower "
-                                   f"learning_rate, raise warmup_iters or check the data, then run "
-                                   f"again to resume")
-
-        # one log line per interval: losses averaged over its steps, the speed of its last step
+        # one log line per interval: losses averaged over its steps, its mean step time
         interval_sums += step_sums
         n_interval += 1
         if iter_num % cfg.log_interval == 0 or iter_num == cfg.max_iters:
-            loss_f, lm_f, align_f, cos_f, kd_f = (interval_sums / n_interval).tolist()
+            dt = watch.lap() / n_interval  # waits for the device: the interval's steps are done
+            *means, norm, skipped_total, _, worst = torch.cat(
+                [interval_sums / n_interval, grad_norm.float().view(1), skips]).tolist()  # one read
+            skipped_total, worst = int(skipped_total), int(worst)
+            check_nonfinite(worst, iter_num - 1, cfg.max_nonfinite_steps, ckpt_path)
+            if skipped_logged is not None and skipped_total > skipped_logged:
+                write(f"step {iter_num - 1}: {skipped_total - skipped_logged} step(s) skipped since the "
+                      f"last log line: non-finite loss or gradient ({skipped_total} in all)")
+            skipped_logged = skipped_total
+            skips[2] = skips[1]  # the most in a row, from the row now on
             interval_sums.zero_()
             n_interval = 0
-            flops_teacher = (flops_body if lam > 0 or w > 0 else 0) + (flops_head if w > 0 else 0)
-            flops = flops_student + flops_teacher
-            cuda = device.type == 'cuda'
-            log({'event': 'train', 'iter': iter_num, 'loss': loss_f, 'lm_loss': lm_f,
-                 'align_loss': align_f, 'cos': cos_f, 'lambda': lam, 'kd_loss': kd_f,
-                 'kd_weight': w, 'lr': lr,
-                 'grad_norm': grad_norm.item(), 'dt_ms': dt * 1000,
-                 'tok_per_s': tokens_per_iter / dt,
-                 'mfu': flops_student / dt / peak if peak else None,
-                 'mfu_with_teacher': flops / dt / peak if peak else None,
-                 'teacher_calls': teacher_calls(), 'teacher_logit_calls': teacher_logit_calls(),
-                 'skipped': skipped_total,
-                 'flops_student': flops_student, 'flops_teacher': flops_teacher,
-                 'cuda_mem_gb': torch.cuda.memory_allocated(device) / 2**30 if cuda else None,
-                 'cuda_peak_gb': torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None})
-            line = f"iter {iter_num}: loss {lm_f:.4f}"
-            if let_on:
-                line += f", align {align_f:.4f}, cos {cos_f:.3f}, lambda {lam:.3g}"
-            if kd_on:
-                line += f", kd {kd_f:.4f}, w {w:.3g}"
-            line += f", lr {lr:.2e}, time {dt * 1000:.0f}ms, {tokens_per_iter / dt:,.0f} tok/s"
-            if peak:
-                line += f", mfu {flops_student / dt / peak * 100:.1f}%"
-            if peak and flops_teacher:
-                line += f" ({flops / dt / peak * 100:.1f}% with teacher)"
+            record, line = train_record(iter_num, means, norm, lam, w, lr, dt, tokens_per_iter, flops, peak,
+                                        calls.counts(), skipped_total, device, let_on, kd_on)
+            log(record)
             write(line)
     if progress:
         progress.close()

@@ -11,6 +11,7 @@ import os
 exec(open(os.path.join(os.path.dirname(__file__), 'let_smollm2_gpu.py')).read())
 speedup_dir = 'out-speedup-smollm2'
 lr_grid = (3e-4, 6e-4, 1.2e-3)     # around let_smollm2_gpu.py's 6e-4; the variants run at the best
+checkpoint_interval = 7            # of 28 evaluations: 4 saves of ~3 GB per run, plus the last step
 seeds = (1337,)                    # more seeds: --seeds="(1337, 1338, 1339)" (three times the runs)
 variants = {
     'let': {},                                                # the LET settings of let_smollm2_gpu.py

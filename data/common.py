@@ -215,4 +215,5 @@ class TokenWindows:
         T = self.block_size
         data = np.memmap(self.path, dtype=self.dtype, mode="r")  # re-opened per batch: a long-lived memmap leaks
         rows = np.stack([data[w * T: w * T + T + 1] for w in windows]).astype(np.int64)
-        return rows[:, :-1], rows[:, 1:]
+        # contiguous: pinned and copied to a GPU in one piece, while the device works (train.py)
+        return np.ascontiguousarray(rows[:, :-1]), np.ascontiguousarray(rows[:, 1:])

@@ -100,25 +100,57 @@ def test_a_kill_during_a_checkpoint_write_leaves_the_previous_checkpoint_whole(t
 # ------------------------------------------------------------------ non-finite numbers
 
 def test_a_non_finite_gradient_never_reaches_the_weights_or_the_optimizer():
+    """Decided on the device: fused AdamW's found_inf leaves the weights, the moments and the step count as
+    they were; optimizer_step returns the decision as a tensor, without reading it."""
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 4)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1, fused=True)
     scaler = torch.amp.GradScaler('cpu', enabled=False)
     before = params(model)
     model(torch.randn(2, 4)).sum().backward()
     model.weight.grad[0, 0] = float('nan')
-    stepped, norm = optimizer_step(optimizer, scaler, 1.0, torch.tensor(1.0), distributed=False)
-    assert not stepped and not torch.isfinite(norm)
-    assert all(torch.equal(before[k], v) for k, v in params(model).items()) and not optimizer.state
+    skipped, norm = optimizer_step(optimizer, scaler, 1.0, torch.tensor(1.0), distributed=False)
+    assert skipped.item() == 1.0 and not torch.isfinite(norm)
+    assert all(torch.equal(before[k], v) for k, v in params(model).items())
+    assert all(s['step'] == 0 and not s['exp_avg'].any() and not s['exp_avg_sq'].any()
+               for s in optimizer.state.values())
     assert all(p.grad is None for p in model.parameters())
-    # a finite step then goes through as usual
+    # a finite step then goes through as usual, as the first step AdamW takes
     loss = model(torch.randn(2, 4)).sum()
     loss.backward()
-    stepped, _ = optimizer_step(optimizer, scaler, 1.0, loss.detach(), distributed=False)
-    assert stepped and not torch.equal(before['weight'], model.weight)
+    skipped, _ = optimizer_step(optimizer, scaler, 1.0, loss.detach(), distributed=False)
+    assert skipped.item() == 0.0 and not torch.equal(before['weight'], model.weight)
+    assert all(s['step'] == 1 for s in optimizer.state.values())
     # an infinite loss alone is enough to skip
     model(torch.randn(2, 4)).sum().backward()
-    assert not optimizer_step(optimizer, scaler, 1.0, torch.tensor(float('inf')), distributed=False)[0]
+    assert optimizer_step(optimizer, scaler, 1.0, torch.tensor(float('inf')), distributed=False)[0].item() == 1.0
+
+
+def test_a_float16_overflow_is_skipped_on_the_device_and_lowers_the_loss_scale():
+    """In fp16 the step is taken by optimizer_step itself (scaler.step would replace found_inf with its own
+    flag); the scaler still sees its overflow and halves the scale."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 4)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1, fused=True)
+    scaler = torch.amp.GradScaler('cpu', enabled=True)
+    before = params(model)
+    loss = model(torch.randn(2, 4)).sum()
+    scaler.scale(loss * float('inf')).backward()
+    skipped, _ = optimizer_step(optimizer, scaler, 1.0, loss.detach(), distributed=False)
+    assert skipped.item() == 1.0 and scaler.get_scale() == 2.0 ** 15
+    assert all(torch.equal(before[k], v) for k, v in params(model).items())
+    loss = model(torch.randn(2, 4)).sum()
+    scaler.scale(loss).backward()
+    assert optimizer_step(optimizer, scaler, 1.0, loss.detach(), distributed=False)[0].item() == 0.0
+    assert not torch.equal(before['weight'], model.weight)
+
+
+def test_the_optimizer_step_refuses_an_adamw_that_cannot_skip_on_the_device():
+    model = torch.nn.Linear(4, 4)
+    model(torch.randn(2, 4)).sum().backward()
+    with pytest.raises(ValueError, match='needs fused AdamW'):
+        optimizer_step(torch.optim.AdamW(model.parameters()), torch.amp.GradScaler('cpu', enabled=False), 1.0,
+                       torch.tensor(1.0), distributed=False)
 
 
 def test_a_run_of_non_finite_steps_stops_training_and_keeps_the_last_good_checkpoint(tiny_run, shakespeare_byte,

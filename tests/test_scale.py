@@ -32,8 +32,8 @@ SMALL = dict(block_size=32, vocab_size=256, n_layer=2, n_head=2, n_embd=32, drop
 
 # ------------------------------------------------------------------ the sharded student trains as one process
 
-def sgd_worker(rank, world, tmp, checkpointing):
-    """Three SGD steps on 2 micro-batches of 4 sequences: micro-batch m is computed by rank m % world.
+def adamw_worker(rank, world, tmp, checkpointing):
+    """Three AdamW steps on 2 micro-batches of 4 sequences: micro-batch m is computed by rank m % world.
     Writes the final weights, whole, to tmp/weights-<world>.pt."""
     torch.set_num_threads(1)
     dist.init_process_group('gloo', init_method=f'file://{tmp}/store-{world}', rank=rank, world_size=world)
@@ -42,7 +42,7 @@ def sgd_worker(rank, world, tmp, checkpointing):
     model.activation_checkpointing = checkpointing
     if world > 1:
         model = shard(model, torch.device('cpu'), world, 'float32')
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.01, fused=True)  # train.py's optimizer
     scaler = torch.amp.GradScaler('cpu', enabled=False)
     data = torch.randint(0, 256, (3, 2, 4, 33), generator=torch.Generator().manual_seed(1))
     accum = 2 // world
@@ -62,12 +62,13 @@ def sgd_worker(rank, world, tmp, checkpointing):
 
 
 @pytest.mark.parametrize('checkpointing', [False, True], ids=['plain', 'activation_checkpointing'])
-def test_fsdp_sgd_steps_on_two_processes_equal_one_process_bit_for_bit(tmp_path, checkpointing):
+def test_fsdp_adamw_steps_on_two_processes_equal_one_process_bit_for_bit(tmp_path, checkpointing):
     """Each rank's micro-batch is computed exactly as one process computes it; FSDP's reduce-scatter averages
-    two gradients, (a + b) / 2, which is a/2 + b/2 exactly: SGD's weights come out identical, even when the
-    blocks are recomputed in backward (activation checkpointing) and dropout is on."""
-    mp.spawn(sgd_worker, args=(1, str(tmp_path), False), nprocs=1)
-    mp.spawn(sgd_worker, args=(2, str(tmp_path), checkpointing), nprocs=2)
+    two gradients, (a + b) / 2, which is a/2 + b/2 exactly, and fused AdamW is elementwise: the weights come
+    out identical, even when the blocks are recomputed in backward (activation checkpointing) and dropout is
+    on."""
+    mp.spawn(adamw_worker, args=(1, str(tmp_path), False), nprocs=1)
+    mp.spawn(adamw_worker, args=(2, str(tmp_path), checkpointing), nprocs=2)
     one, two = (torch.load(tmp_path / f'weights-{w}.pt') for w in (1, 2))
     assert one.keys() == two.keys()
     assert all(torch.equal(one[k], two[k]) for k in one)
@@ -126,6 +127,20 @@ def test_fsdp_with_a_learned_projector_trains_and_resumes_exactly_with_fused_ada
     assert [r['lm_loss'] for r in split.train_log()] == [r['lm_loss'] for r in whole.train_log()]
     assert max_diff(split.params(), whole.params()) == 0.0
     assert any(k.startswith('projectors.') for k in whole.params())
+
+
+def test_compiled_fsdp_trains_as_eager_fsdp(shakespeare_byte, tmp_path):
+    """Under FSDP each block is compiled on its own (train.py), so FSDP's gathers and scatters stay between
+    compiled blocks, where they can overlap with them. Inductor on the CPU, 2 processes, 2 micro-steps each:
+    the losses of eager FSDP, to float rounding."""
+    cfg = dict(TINY, dataset=shakespeare_byte, data_parallel='fsdp', max_iters=3, eval_interval=3,
+               gradient_accumulation_steps=4)
+    runs = {c: trained(tmp_path / str(c), run_train(dict(cfg, out_dir=str(tmp_path / str(c)), compile=c),
+                                                    launcher=TORCHRUN, timeout=600)) for c in (False, True)}
+    assert 'compiling the blocks' in runs[True].output
+    eager, compiled = ([r['lm_loss'] for r in runs[c].train_log()] for c in (False, True))
+    assert compiled == pytest.approx(eager, abs=1e-5)
+    assert max_diff(runs[True].params(), runs[False].params()) < 1e-5
 
 
 def test_the_optimizer_is_fused_adamw_on_the_cpu_too():

@@ -262,6 +262,7 @@ def test_a_run_folder_is_reused_resumed_or_started_over_by_its_settings(shakespe
     assert run(cfg)[1] == 'trained'
     assert run(cfg)[1] == 'reused'
     assert run(config(log_interval=3))[1] == 'reused'        # logging does not change the result
+    assert run(config(checkpoint_interval=5))[1] == 'reused'  # nor how often it is saved
     assert run(config(learning_rate=1e-3))[1] == 'trained'   # anything else does
     assert run(config(learning_rate=1e-3), fresh=True)[1] == 'trained'
 
@@ -292,3 +293,13 @@ def test_the_speedup_demo_compares_exactly_what_the_training_configs_train():
         differ = {k: (v, alone[k]) for k, v in dataclasses.asdict(demo_run).items()
                   if k not in ignored and plain(v) != plain(alone[k])}
         assert differ == {}, f"config/{name} differs from config/speedup_shakespeare.py: {differ}"
+
+
+def test_runs_save_every_checkpoint_interval_th_evaluation_and_the_last_step():
+    """speedup.py's runs keep a checkpoint for resume and reuse, not one per evaluation: config/speedup_smollm2.py
+    has 28 evaluations of a student whose checkpoint is ~3 GB."""
+    cfg = load_config(speedup.SpeedupConfig, [os.path.join(REPO, 'config', 'speedup_smollm2.py')])
+    run_cfg = speedup.run_config(cfg, 1337, 'let', {})
+    assert run_cfg.always_save_checkpoint and run_cfg.checkpoint_interval == cfg.checkpoint_interval > 1
+    evaluations = run_cfg.max_iters // run_cfg.eval_interval
+    assert evaluations // run_cfg.checkpoint_interval + 1 <= 5  # saves per run, the last step's included

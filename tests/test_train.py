@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ENV, TINY, TRAIN, max_diff, run_train, trained
+from conftest import ENV, REPO, TINY, TRAIN, max_diff, run_train, train_cmd, trained
 from data.common import TokenWindows
 
 
@@ -53,6 +53,9 @@ def test_ranks_read_disjoint_windows_that_together_are_the_single_process_batch(
         assert sorted(per_rank[0] + per_rank[1]) == sorted(windows.train_windows(step * G, G))
     # within an epoch no window repeats
     assert len(set(windows.train_windows(0, 1000))) == 1000
+    # a batch is two contiguous arrays: pinned and sent to a GPU in one piece, y the tokens after x's
+    x, y = windows.read(windows.train_windows(0, B))
+    assert x.flags['C_CONTIGUOUS'] and y.flags['C_CONTIGUOUS'] and (x[:, 1:] == y[:, :-1]).all()
 
 
 TORCHRUN = ('-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2')
@@ -179,3 +182,28 @@ def test_scratch_never_overwrites_a_checkpoint(tiny_run, tiny_error, tmp_path):
 def test_checkpoint_of_another_model_shape_is_an_error(tiny_run, tiny_error):
     tiny_run('run', max_iters=2)
     assert re.search('another shape.*n_layer', tiny_error('run', max_iters=4, init_from='auto', n_layer=3))
+
+
+def test_checkpoints_are_saved_every_checkpoint_interval_th_evaluation_and_at_the_last_step(tiny_run):
+    run = tiny_run(max_iters=10, eval_interval=2, checkpoint_interval=2)  # evaluations at 0, 2, 4, 6, 8, 10
+    assert re.findall(r'step (\d+): checkpoint saved', run.output) == ['2', '6', '10']
+    nano = tiny_run('nano', max_iters=10, eval_interval=2, always_save_checkpoint=False)  # when val improves
+    assert re.findall(r'step (\d+): checkpoint saved', nano.output)[-1] == '10'  # and at the end, always
+
+
+def test_compilation_happens_before_the_first_timed_step_and_s_stop_compiles_nothing(shakespeare_byte,
+                                                                                      teacher_ckpt, tmp_path):
+    """torch.compile's graphs (student, teacher, evaluation) are built by train.warm_up before the clock starts,
+    and the student returns the states after blocks k also after S_stop: the steps, train_time and speedup.py's
+    wall-clock figures exclude compilation. Inductor on the CPU; dynamo logs every graph it starts tracing."""
+    done = subprocess.run(train_cmd(dict(TINY, dataset=shakespeare_byte, out_dir=str(tmp_path / 'c'), compile=True,
+                                         teacher=teacher_ckpt, let_lambda=1.0, let_stop=2, let_proj='linear',
+                                         max_iters=4, eval_interval=2)),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+                          env=dict(ENV, TORCH_LOGS='dynamo'), timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:]
+    lines = done.stdout.splitlines()
+    traced = [i for i, line in enumerate(lines) if 'torchdynamo start tracing' in line]
+    first_step = next(i for i, line in enumerate(lines) if line.startswith('iter 1:'))
+    assert traced and max(traced) < first_step, [lines[i][-80:] for i in traced]
+    assert 'S_stop reached' in done.stdout
