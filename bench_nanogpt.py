@@ -18,12 +18,22 @@ Two measures per run:
   loop   the interval between consecutive 'iter N:' lines on the trainer's stdout, stamped here as they arrive
          (PYTHONUNBUFFERED=1): the same definition on both sides, one whole loop iteration each.
 
-Setting (both): GPT-2 flavour, n_layer=4, n_head=4, n_embd=192, block_size=128, batch_size=16, accumulation 1,
-dropout 0, bias, fp32, cpu, no compile, OMP_NUM_THREADS=2 (and MKL_NUM_THREADS=2), byte vocabulary of 256.
-Steps several times slower than the fastest (other work on the machine) are set aside as 'contended'.
+Setting (both), --preset=cpu (the default): GPT-2 flavour, n_layer=4, n_head=4, n_embd=192, block_size=128,
+batch_size=16, accumulation 1, dropout 0, bias, fp32, cpu, no compile, OMP_NUM_THREADS=2 (and MKL_NUM_THREADS=2),
+byte vocabulary of 256. Steps several times slower than the fastest (other work on the machine) are set aside as
+'contended'.
+
+--preset=gpt2-124m-gpu: GPT-2 124M (12 x 768, 12 heads, block 1024, batch 16, accumulation 1, bias, dropout 0) on
+cuda in bf16, compiled, with GPT-2's padded vocabulary of 50,304 (the byte data stands in for GPT-2 tokens: ids
+below 256 are valid GPT-2 ids, and the step's cost does not depend on which ids it reads); 10 warm-up + 20
+measured steps, 2 pairs, no waiting for an idle CPU. --device, --dtype, --compile, the model's sizes and --vocab
+override single settings of either preset, and --max_time bounds all pairs together (tools/gpu_check.py):
+
+    python bench_nanogpt.py --nanogpt=/tmp/nanoGPT/train.py --preset=gpt2-124m-gpu --json=nanogpt.json
 """
 
 import argparse
+import atexit
 import json
 import os
 import pickle
@@ -38,16 +48,32 @@ import time
 
 REPO_DIR = os.path.dirname(os.path.abspath(__file__))
 
-MODEL_FLAGS = ['--device=cpu', '--compile=False', '--dtype=float32', '--bias=True', '--dropout=0.0',
-               '--n_layer=4', '--n_head=4', '--n_embd=192', '--block_size=128', '--batch_size=16',
-               '--gradient_accumulation_steps=1', '--eval_interval=100000', '--eval_iters=1', '--log_interval=1']
+# the settings both trainers get: a preset, then single overrides from the command line
+PRESETS = {
+    'cpu': dict(device='cpu', compile=False, dtype='float32', n_layer=4, n_head=4, n_embd=192, block_size=128,
+                batch_size=16, vocab='byte'),
+    'gpt2-124m-gpu': dict(device='cuda', compile=True, dtype='bfloat16', n_layer=12, n_head=12, n_embd=768,
+                          block_size=1024, batch_size=16, vocab='gpt2'),
+}
+# the measurement's defaults per preset: a GPU step is short and steady, and the CPU's load matters less to it
+RUN_DEFAULTS = {
+    'cpu': dict(warmup=10, steps=30, repeats=8, quiet_busy=0.1),
+    'gpt2-124m-gpu': dict(warmup=10, steps=20, repeats=2, quiet_busy=1.0),
+}
+VOCAB = {'byte': 256, 'gpt2': 50304}  # GPT-2's 50,257 padded to a multiple of 64, as nanoGPT pads it
+FIXED_FLAGS = ['--bias=True', '--dropout=0.0', '--gradient_accumulation_steps=1', '--eval_interval=100000',
+               '--eval_iters=1', '--log_interval=1']
+
+
+def model_flags(settings):
+    """--key=value flags for both trainers (vocab is not one: it is the data's, see the datasets)."""
+    return [f'--{k}={v}' for k, v in settings.items() if k != 'vocab'] + FIXED_FLAGS
+
 
 ITER_LINE = re.compile(r'^iter (\d+): .*?time ([0-9.]+)ms')
 
 
-def ensure_nanogpt_dataset(nanogpt_dir, name, src_dir):
-    """data/<name>/ in the nanoGPT clone: symlinks to our train.bin/val.bin and meta.pkl {'vocab_size': 256}."""
-    d = os.path.join(nanogpt_dir, 'data', name)
+def link_bins(d, src_dir):
     os.makedirs(d, exist_ok=True)
     for split in ('train', 'val'):
         dst = os.path.join(d, f'{split}.bin')
@@ -57,10 +83,32 @@ def ensure_nanogpt_dataset(nanogpt_dir, name, src_dir):
                 sys.exit(f"{src} is missing: prepare it with python data/shakespeare/prepare.py --tokenizer=byte "
                          f"or pass --data_src")
             os.symlink(os.path.abspath(src), dst)
+
+
+def ensure_nanogpt_dataset(nanogpt_dir, name, src_dir, vocab_size=256):
+    """data/<name>/ in the nanoGPT clone: symlinks to our train.bin/val.bin and meta.pkl {'vocab_size': 256}.
+    For GPT-2's vocabulary no meta.pkl: nanoGPT then takes its own 50,304."""
+    d = os.path.join(nanogpt_dir, 'data', name)
+    link_bins(d, src_dir)
     meta = os.path.join(d, 'meta.pkl')
-    if not os.path.exists(meta):
+    if vocab_size == 256 and not os.path.exists(meta):
         with open(meta, 'wb') as f:
             pickle.dump({'vocab_size': 256}, f)
+    if vocab_size != 256 and os.path.exists(meta):
+        sys.exit(f"{meta} would give nanoGPT a vocabulary of its own: remove it or pass another --nanogpt_dataset")
+
+
+def ours_dataset_with_vocab(src_dir, vocab_size, parent):
+    """Our dataset under another vocabulary size: the same bins (symlinked) and a meta.json that says so, in a
+    folder under parent. train.py pads nothing more: 50,304 is a multiple of 64 already."""
+    with open(os.path.join(src_dir, 'meta.json')) as f:
+        meta = json.load(f)
+    meta.update(tokenizer=f"{meta['tokenizer']}-as-{vocab_size}-ids", vocab_size=vocab_size)
+    d = os.path.join(parent, f'data-vocab{vocab_size}')
+    link_bins(d, src_dir)
+    with open(os.path.join(d, 'meta.json'), 'w') as f:
+        json.dump(meta, f)
+    return d
 
 
 def cpu_busy(seconds=1.0):
@@ -134,18 +182,20 @@ def loop_intervals(lines, stamps, step_of_line):
 
 def fail(label, rc, lines, err):
     tail = '\n'.join(lines[-15:])
+    if rc in (-9, -15):
+        rc = f"{rc}: killed, past --timeout or --max_time, or by the system"
     sys.exit(f"{label} run failed (rc {rc}).\n--- stdout tail ---\n{tail}\n--- stderr tail ---\n{err[-3000:]}")
 
 
-def run_nanogpt(a, env):
+def run_nanogpt(a, env, timeout):
     cwd = os.path.dirname(os.path.abspath(a.nanogpt))
     out_dir = tempfile.mkdtemp(prefix='cmp_nanogpt_')
     # nanoGPT runs iterations 0..max_iters inclusive; iteration 0 includes its first evaluation
-    cmd = [sys.executable, os.path.abspath(a.nanogpt), f'--dataset={a.nanogpt_dataset}', *MODEL_FLAGS,
+    cmd = [sys.executable, os.path.abspath(a.nanogpt), f'--dataset={a.nanogpt_dataset}', *a.model_flags,
            f'--max_iters={a.warmup + a.steps - 1}', '--always_save_checkpoint=False', f'--out_dir={out_dir}',
            *a.nanogpt_extra]
     try:
-        rc, lines, stamps, err = run_proc(cmd, cwd, env, a.timeout)
+        rc, lines, stamps, err = run_proc(cmd, cwd, env, timeout)
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
     if rc != 0:
@@ -159,15 +209,15 @@ def run_nanogpt(a, env):
     return select(self_ms, loop, a, 'nanoGPT', lines, err)
 
 
-def run_ours(a, env):
+def run_ours(a, env, timeout):
     cwd = os.path.dirname(os.path.abspath(a.ours))
     parent = tempfile.mkdtemp(prefix='cmp_ours_')
     out_dir = os.path.join(parent, 'out')  # fresh and absent: init_from=scratch never meets a checkpoint
-    cmd = [sys.executable, os.path.abspath(a.ours), f'--dataset={a.ours_dataset}', *MODEL_FLAGS,
+    cmd = [sys.executable, os.path.abspath(a.ours), f'--dataset={a.ours_dataset}', *a.model_flags,
            f'--max_iters={a.warmup + a.steps}', '--progress=False', '--init_from=scratch', f'--out_dir={out_dir}',
            *a.ours_extra]
     try:
-        rc, lines, stamps, err = run_proc(cmd, cwd, env, a.timeout)
+        rc, lines, stamps, err = run_proc(cmd, cwd, env, timeout)
         if rc != 0:
             fail('ours', rc, lines, err)
         self_ms = {}
@@ -243,18 +293,36 @@ def row(x):
             f"{x['ratio_clean']:>6.3f} | {x['ratio_clean_loop']:>6.3f}{'' if x['valid'] else '  contended'}")
 
 
-def main():
+def flag_bool(text):
+    if text not in ('True', 'False'):
+        raise argparse.ArgumentTypeError(f"{text!r}: use True or False")
+    return text == 'True'
+
+
+def parse_args(argv=None):
+    """The options, with the preset's settings and run defaults filled in where none was given; a.model_flags are
+    the flags both trainers get, a.vocab_size the vocabulary both use."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--nanogpt', required=True, help="nanoGPT's train.py, in a checkout of karpathy/nanoGPT")
     ap.add_argument('--ours', default=os.path.join(REPO_DIR, 'train.py'), help="our train.py (run in its folder)")
-    ap.add_argument('--repeats', type=int, default=8, help="pairs (nanoGPT, ours) to run")
-    ap.add_argument('--warmup', type=int, default=10)
-    ap.add_argument('--steps', type=int, default=30)
+    ap.add_argument('--preset', choices=sorted(PRESETS), default='cpu', help="the model, device and precision")
+    ap.add_argument('--device', default=None)
+    ap.add_argument('--dtype', default=None, choices=['float32', 'bfloat16', 'float16'])
+    ap.add_argument('--compile', type=flag_bool, default=None, help="True or False")
+    for size in ('n_layer', 'n_head', 'n_embd', 'block_size', 'batch_size'):
+        ap.add_argument(f'--{size}', type=int, default=None)
+    ap.add_argument('--vocab', choices=sorted(VOCAB), default=None,
+                    help="byte: 256 ids; gpt2: 50,304 (the byte data read as GPT-2 ids)")
+    ap.add_argument('--repeats', type=int, default=None, help="pairs (nanoGPT, ours) to run")
+    ap.add_argument('--warmup', type=int, default=None)
+    ap.add_argument('--steps', type=int, default=None)
     ap.add_argument('--threads', type=int, default=2, help="OMP_NUM_THREADS / MKL_NUM_THREADS for both")
-    ap.add_argument('--ours_dataset', default='shakespeare/byte')
-    ap.add_argument('--nanogpt_dataset', default='shakebyte')
+    ap.add_argument('--ours_dataset', default='shakespeare/byte', help="byte-level data of ours (data/<name>/)")
+    ap.add_argument('--nanogpt_dataset', default=None, help="its name in nanoGPT's data/ (default: shakebyte, "
+                    "shakebyte50304 for the gpt2 vocabulary)")
     ap.add_argument('--data_src', default=None,
-                    help="folder with train.bin/val.bin for nanoGPT's dataset (default: <ours dir>/data/<ours_dataset>)")
+                    help="folder with train.bin/val.bin for nanoGPT's dataset "
+                         "(default: <ours dir>/data/<ours_dataset>)")
     ap.add_argument('--ours_extra', nargs='*', default=[], help="more --key=value flags for ours")
     ap.add_argument('--nanogpt_extra', nargs='*', default=[], help="more --key=value flags for nanoGPT")
     ap.add_argument('--clean_factor', type=float, default=1.5,
@@ -262,35 +330,87 @@ def main():
     ap.add_argument('--min_clean', type=float, default=0.5, help="fraction of clean steps a run needs to count")
     ap.add_argument('--extra_pairs', type=int, default=0,
                     help="run up to this many more pairs while fewer than --repeats pairs are uncontended")
-    ap.add_argument('--quiet_busy', type=float, default=0.1,
+    ap.add_argument('--quiet_busy', type=float, default=None,
                     help="before each run, wait until the CPUs are at most this busy (1 = never wait)")
     ap.add_argument('--max_wait', type=float, default=300, help="longest wait for quiet before a run, seconds")
     ap.add_argument('--timeout', type=float, default=900, help="seconds per run")
+    ap.add_argument('--max_time', type=float, default=None,
+                    help="seconds for all pairs: a pair starts only when one as long as the last still fits")
     ap.add_argument('--json', default=None, help="write every run's step times here")
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
+    settings = dict(PRESETS[a.preset])
+    for k in settings:
+        if getattr(a, k) is not None:
+            settings[k] = getattr(a, k)
+    for k, v in RUN_DEFAULTS[a.preset].items():
+        if getattr(a, k) is None:
+            setattr(a, k, v)
+    a.settings, a.model_flags, a.vocab_size = settings, model_flags(settings), VOCAB[settings['vocab']]
+    if a.nanogpt_dataset is None:
+        a.nanogpt_dataset = 'shakebyte' if a.vocab_size == 256 else f'shakebyte{a.vocab_size}'
+    return a
 
+
+def summary(results):
+    """The ratios ours / nanoGPT over all pairs and over the uncontended ones, as medians with their range."""
+    def stat(xs):
+        xs = [x for x in xs if x == x]
+        return {'median': statistics.median(xs), 'min': min(xs), 'max': max(xs)} if xs else None
+    valid = [x for x in results if x['valid']]
+    return {'pairs': len(results), 'valid_pairs': len(valid),
+            'ratio': stat([x['ratio_self'] for x in results]),
+            'ratio_loop': stat([x['ratio_loop'] for x in results]),
+            'ratio_clean': stat([x['ratio_clean'] for x in valid]),
+            'ratio_clean_loop': stat([x['ratio_clean_loop'] for x in valid]),
+            'nanogpt_ms': stat([x['nanogpt']['self_med'] for x in results]),
+            'ours_ms': stat([x['ours']['self_med'] for x in results])}
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    t_start = time.monotonic()
     ours_dir = os.path.dirname(os.path.abspath(a.ours))
+    src_dir = os.path.join(ours_dir, 'data', a.ours_dataset)
     ensure_nanogpt_dataset(os.path.dirname(os.path.abspath(a.nanogpt)), a.nanogpt_dataset,
-                           a.data_src or os.path.join(ours_dir, 'data', a.ours_dataset))
+                           a.data_src or src_dir, a.vocab_size)
+    if a.vocab_size != 256:  # ours reads the same bins under a meta.json of the larger vocabulary
+        tmp_data = tempfile.mkdtemp(prefix='cmp_data_')
+        atexit.register(shutil.rmtree, tmp_data, True)  # also when a run fails and sys.exit ends this
+        a.ours_dataset = ours_dataset_with_vocab(src_dir, a.vocab_size, tmp_data)
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads), PYTHONUNBUFFERED='1')
     env.pop('RANK', None)  # never DDP
 
     print(f"ours: {os.path.abspath(a.ours)}\nnanoGPT: {os.path.abspath(a.nanogpt)}\n"
+          f"preset {a.preset}: {' '.join(f for f in a.model_flags if f not in FIXED_FLAGS)}, "
+          f"vocabulary {a.vocab_size}\n"
           f"{a.repeats} repeats x (nanoGPT, ours), {a.warmup} warm-up + {a.steps} measured steps each, "
           f"OMP_NUM_THREADS={a.threads}\nper run: median step time (ms) over the measured steps (all), and over the "
           f"clean ones (n: how many); ratio = ours / nanoGPT", flush=True)
     print(f"{'rep':>3} | {'nanoGPT':>8} {'ours':>8} {'ratio':>6} | {'nanoGPT clean':>13} {'ours clean':>13} "
           f"{'ratio':>6} | {'loop ratio (clean)':>6}", flush=True)
-    results = []
-    r = 0
+    def timeout():
+        if a.max_time is None:
+            return a.timeout
+        return max(1.0, min(a.timeout, a.max_time - (time.monotonic() - t_start)))
+
+    results, stopped = [], None
+    r, last_pair = 0, 0.0
     while True:
         n_valid = sum(x['valid'] for x in results)
         if r >= a.repeats and (n_valid >= a.repeats or r >= a.repeats + a.extra_pairs):
             break
+        elapsed = time.monotonic() - t_start
+        if r > 0 and a.max_time is not None and elapsed + last_pair > a.max_time:
+            stopped = (f"--max_time={a.max_time:g}: {r} pair(s) in {elapsed:.0f} s, another would take about "
+                       f"{last_pair:.0f} s more")
+            print(f"stopping early, {stopped}", flush=True)
+            break
+        t_pair = time.monotonic()
         waited = wait_quiet(a)
-        ng = run_nanogpt(a, env)
+        ng = run_nanogpt(a, env, timeout())
         waited += wait_quiet(a)
-        us = run_ours(a, env)
+        us = run_ours(a, env, timeout())
+        last_pair = time.monotonic() - t_pair
         if waited > 10:  # 6 s is the minimum: 3 one-second samples before each run
             print(f"    (waited {waited:.0f} s for other work on the machine to finish)", flush=True)
         results.append({'repeat': r, 'nanogpt': ng, 'ours': us, 'ratio_self': us['self_med'] / ng['self_med'],
@@ -318,7 +438,8 @@ def main():
     print(f"  ratio ours/nanoGPT, loop (stdout line interval): {spread([x['ratio_clean_loop'] for x in valid])}")
     if a.json:
         with open(a.json, 'w') as f:
-            json.dump({'args': vars(a), 'floor_ms': floor, 'results': results}, f, indent=1)
+            json.dump({'args': vars(a), 'preset': a.preset, 'settings': a.settings, 'floor_ms': floor,
+                       'stopped_early': stopped, 'summary': summary(results), 'results': results}, f, indent=1)
 
 
 if __name__ == '__main__':
