@@ -53,11 +53,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from checkpoint import load_checkpoint, plain, read_log
+from components.checkpoint import load_checkpoint, plain, read_log
 from configurator import ConfigError, TrainConfig, check_config, exit_on_error, load_config, model_config, to_args
 from data.common import check_dataset, resolve_data_dir
 from model import GPT, padded_vocab
-from system import describe_machine, resolve_device
+from components.system import describe_machine, resolve_device
 from teacher import check_teacher, load_teacher
 
 REPO_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -247,7 +247,7 @@ def ensure_dataset(dataset):
     parts = dataset.split('/')
     if not os.path.isabs(dataset) and len(parts) == 2 and parts[0] == 'shakespeare':
         from data.shakespeare.prepare import prepare
-        from tokenizer import TOKENIZERS
+        from data.tokenizer import TOKENIZERS
         from data.common import DataError
         if parts[1] in TOKENIZERS:
             print(f"preparing dataset {dataset} ...")

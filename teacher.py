@@ -26,11 +26,11 @@ import weakref
 
 import torch
 
-from checkpoint import FORMAT, UnsafeCheckpoint, read_checkpoint
+from components.checkpoint import FORMAT, UnsafeCheckpoint, read_checkpoint
 from configurator import ConfigError
 from model import GPT, LLAMA3_ROPE_KEYS, GPTConfig
-from tokenizer import HF_TOKENIZER_FILES, HUB_NAME, get_tokenizer, hub_download, is_tokenizer_name
-from tokenizer import same_vocabulary, smollm2_gguf_path
+from data.tokenizer import HF_TOKENIZER_FILES, HUB_NAME, get_tokenizer, hub_download, is_tokenizer_name
+from data.tokenizer import same_vocabulary, smollm2_gguf_path
 
 
 class Teacher:

@@ -24,17 +24,17 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from checkpoint import FORMAT, check_resume, check_shared, check_writable, load_checkpoint, save_checkpoint
-from checkpoint import checkpoint_path, find_checkpoint, load_scaler, load_sharded, save_sharded, truncate_log
+from components.checkpoint import FORMAT, check_resume, check_shared, check_writable, load_checkpoint, save_checkpoint
+from components.checkpoint import checkpoint_path, find_checkpoint, load_scaler, load_sharded, save_sharded, truncate_log
 from configurator import ConfigError, TrainConfig, check_config, exit_on_error, load_config
 from configurator import model_config
 from data.common import TokenWindows, check_dataset, resolve_data_dir
 from let import alignment_loss, kd_loss, kd_weight, let_lambda, make_projectors
 from model import GPT, padded_vocab
-from parallel import all_reduce_grads, count_skips, init_distributed, micro_steps, optimizer_step
-from parallel import set_gradient_sync, shard, wrap
-from system import DTYPES, Stopwatch, autocast, describe_machine, device_peak_flops, resolve_compile
-from system import resolve_device, resolve_dtype
+from components.parallel import all_reduce_grads, count_skips, init_distributed, micro_steps, optimizer_step
+from components.parallel import set_gradient_sync, shard, wrap
+from components.system import DTYPES, Stopwatch, autocast, describe_machine, device_peak_flops, resolve_compile
+from components.system import resolve_device, resolve_dtype
 from teacher import check_teacher, load_teacher
 
 

@@ -10,5 +10,5 @@ import os
 exec(open(os.path.join(os.path.dirname(__file__), 'let_pile.py')).read())  # the LET settings of let_pile.py
 out_dir = 'out-pile-let-opt'
 
-teacher = 'facebook/opt-125m'  # a hub name (needs pip install -r requirements-hf.txt) or a local folder
+teacher = 'facebook/opt-125m'  # a hub name (needs pip install ".[hf]") or a local folder
 dataset = 'pile/opt-125m'

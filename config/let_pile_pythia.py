@@ -10,5 +10,5 @@ import os
 exec(open(os.path.join(os.path.dirname(__file__), 'let_pile.py')).read())  # the LET settings of let_pile.py
 out_dir = 'out-pile-let-pythia'
 
-teacher = 'EleutherAI/pythia-160m'  # a hub name (needs pip install -r requirements-hf.txt) or a local folder
+teacher = 'EleutherAI/pythia-160m'  # a hub name (needs pip install ".[hf]") or a local folder
 dataset = 'pile/pythia-160m'

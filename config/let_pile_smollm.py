@@ -9,6 +9,6 @@ import os
 exec(open(os.path.join(os.path.dirname(__file__), 'let_pile.py')).read())  # the LET settings of let_pile.py
 out_dir = 'out-pile-let-smollm'
 
-teacher = 'HuggingFaceTB/SmolLM-135M'  # a hub name (downloaded once; needs pip install -r requirements-hf.txt) or
+teacher = 'HuggingFaceTB/SmolLM-135M'  # a hub name (downloaded once; needs pip install ".[hf]") or
                                        # a local folder with config.json, model.safetensors and tokenizer.json
 dataset = 'pile/smollm2'

@@ -16,7 +16,7 @@ import os
 import numpy as np
 
 from configurator import ConfigError
-from tokenizer import get_tokenizer
+from data.tokenizer import get_tokenizer
 
 DTYPES = ('uint16', 'uint32')
 DATA_DIR = os.path.dirname(os.path.abspath(__file__))

@@ -6,7 +6,7 @@ import re
 import pytest
 import torch
 
-import bench
+import tools.bench as bench
 from model import GPT, GPTConfig
 from teacher import load_teacher
 

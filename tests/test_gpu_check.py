@@ -11,7 +11,7 @@ import types
 import pytest
 import torch
 
-import bench_nanogpt
+import tools.bench_nanogpt as bench_nanogpt
 from conftest import ENV, REPO, TINY
 from configurator import to_args
 from tools import gpu_check, host_syncs
@@ -127,7 +127,7 @@ def test_a_command_past_its_deadline_is_ended_with_what_it_started(tmp_path):
 def test_the_gpu_modes_commands_are_valid_settings(shakespeare_byte, tmp_path, monkeypatch):
     """What each check runs on a GPU, read by the programs' own parsers here: a misspelt setting must not wait
     for a GPU session to show."""
-    from bench import parse_args as bench_args
+    from tools.bench import parse_args as bench_args
     from configurator import TrainConfig, check_config, load_config
     from speedup import SpeedupConfig
     monkeypatch.chdir(REPO)

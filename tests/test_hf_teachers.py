@@ -21,7 +21,7 @@ from hf_assets import HELD_OUT, hf_ids, tiny_hf_model, train_bpe, write_tokenize
 from test_eval import animal_docs, needs_lm_eval, run_eval, write_task
 from model import GPT
 from teacher import Unsupported, check_teacher, load_teacher
-from tokenizer import get_tokenizer
+from data.tokenizer import get_tokenizer
 
 transformers = pytest.importorskip('transformers')
 pytest.importorskip('tokenizers')
@@ -242,7 +242,7 @@ def test_the_paper_teacher_configs_change_only_teacher_data_and_out_dir(name):
     """Each is let_pile.py (the same student, schedule and LET settings) with its teacher, and the dataset that
     data/pile/prepare.py --tokenizer=<teacher> writes (pile/<label of the teacher>; SmolLM's is SmolLM2's)."""
     from configurator import changes, read_config_file
-    from tokenizer import _label
+    from data.tokenizer import _label
     config = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'config', f'{name}.py')
     changed = changes(config, os.path.join(os.path.dirname(config), 'let_pile.py'))
     settings = read_config_file(config)

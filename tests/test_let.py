@@ -6,7 +6,7 @@ import re
 import pytest
 import torch
 
-from checkpoint import FORMAT
+from components.checkpoint import FORMAT
 from conftest import TINY, max_diff, run_train, trained
 from let import KD_CHUNK_BYTES, Projector, alignment_loss, kd_loss, kd_weight, let_lambda, make_projectors
 from model import GPT, GPTConfig

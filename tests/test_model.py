@@ -124,7 +124,7 @@ def test_a_checkpoint_from_before_the_teacher_switches_still_resumes():
     """model_args saved before parallel_block, rope_dims and rope_scaling existed: the new settings' defaults."""
     from dataclasses import asdict
 
-    from checkpoint import check_resume
+    from components.checkpoint import check_resume
     from configurator import TrainConfig
     current = asdict(GPTConfig(**LLAMA))
     old = {k: v for k, v in current.items() if k not in ('parallel_block', 'rope_dims', 'rope_scaling')}

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from checkpoint import FORMAT, load_checkpoint
+from components.checkpoint import FORMAT, load_checkpoint
 from conftest import ENV, REPO, TINY, read_log, run_train, train_cmd, trained
-from parallel import optimizer_step
+from components.parallel import optimizer_step
 from test_let import LET
 from test_train import TORCHRUN, copy_dataset
 
@@ -68,7 +68,7 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_losses(sh
 WRITER = """
 import sys, torch
 sys.path.insert(0, {repo!r})
-from checkpoint import save_checkpoint
+from components.checkpoint import save_checkpoint
 i = 0
 while True:  # rewrite the checkpoint forever, each version self-consistent, until killed
     i += 1

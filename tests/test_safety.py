@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from conftest import ENV, REPO
-from checkpoint import FORMAT, UnsafeCheckpoint, read_checkpoint, save_checkpoint
+from components.checkpoint import FORMAT, UnsafeCheckpoint, read_checkpoint, save_checkpoint
 from configurator import ConfigError
 from teacher import load_teacher
 from test_teacher_load import tiny_gpt

@@ -15,11 +15,11 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.distributed.tensor import DTensor
 
-from checkpoint import FORMAT, check_shared, consolidate, find_checkpoint
+from components.checkpoint import FORMAT, check_shared, consolidate, find_checkpoint
 from configurator import ConfigError, TrainConfig, changes, check_config, load_config, model_config
 from conftest import ENV, REPO, TINY, Run, max_diff, read_log, run_train, train_cmd, trained
 from model import GPT, GPTConfig, padded_vocab
-from parallel import check_restarts, micro_steps, optimizer_step, shard
+from components.parallel import check_restarts, micro_steps, optimizer_step, shard
 from teacher import load_teacher
 from test_let import LET
 from test_train import TORCHRUN
@@ -93,7 +93,7 @@ def test_fsdp_on_two_processes_matches_one_process_with_twice_the_accumulation(t
     assert fsdp.records[-1]['val_loss'] == pytest.approx(single.records[-1]['val_loss'], abs=1e-5)
 
     # the sharded checkpoint as one plain file, which the teacher loader (and so sample.py) reads as it is
-    done = subprocess.run([sys.executable, os.path.join(REPO, 'checkpoint.py'), 'consolidate', fsdp.out_dir],
+    done = subprocess.run([sys.executable, '-m', 'components.checkpoint', 'consolidate', fsdp.out_dir],
                           capture_output=True, text=True, env=ENV)
     assert done.returncode == 0, done.stderr
     loaded = load_teacher(os.path.join(fsdp.out_dir, 'model.pt'))
@@ -247,9 +247,9 @@ def dead(pid):
 SHARDED_WRITER = """
 import sys, torch, torch.distributed as dist
 sys.path.insert(0, {repo!r})
-from checkpoint import save_sharded
+from components.checkpoint import save_sharded
 from model import GPT, GPTConfig
-from parallel import shard
+from components.parallel import shard
 dist.init_process_group('gloo')
 model = shard(GPT(GPTConfig(block_size=32, vocab_size=256, n_layer=2, n_head=4, n_embd=512)), torch.device('cpu'),
               2, 'float32')

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import speedup
-from checkpoint import plain
+from components.checkpoint import plain
 from configurator import ConfigError, TrainConfig, load_config
 from conftest import REPO, TINY, read_log
 from speedup import aggregate, compare, fmt_stat, interp_at, job_slots, slot_env, steps_to_reach, visible_gpus

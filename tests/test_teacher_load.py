@@ -16,7 +16,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from model import GPT, GPTConfig  # noqa: E402
 from teacher import load_teacher  # noqa: E402
-from tokenizer import get_tokenizer, smollm2_gguf_path  # noqa: E402
+from data.tokenizer import get_tokenizer, smollm2_gguf_path  # noqa: E402
 
 
 def tiny_gpt(seed=0, **kw):

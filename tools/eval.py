@@ -4,13 +4,13 @@ lm-eval's own model interface (LETLM below) with the checkpoint's own tokenizer.
 the LET paper's evaluation (arXiv 2602.05393, "following OLMo"): one-shot accuracy on nine tasks,
 each with the metric OLMo reports for it, and their average.
 
-$ python eval.py --out_dir=out-let-pile                         # the paper's nine tasks, one-shot
-$ python eval.py --init_from=smollm2-135m --limit=500           # a teacher, 500 documents a task
-$ python eval.py --out_dir=out --tasks=piqa,/path/my_task.yaml  # lm-eval task names or YAML files
+$ python -m tools.eval --out_dir=out-let-pile                         # the paper's nine tasks, one-shot
+$ python -m tools.eval --init_from=smollm2-135m --limit=500           # a teacher, 500 documents a task
+$ python -m tools.eval --out_dir=out --tasks=piqa,/path/my_task.yaml  # lm-eval task names or YAML files
 
 Prints one row per task (task, metric, value, stderr) and the average, and writes them with
 lm-eval's full results to a JSON file next to the checkpoint (out_dir/eval_<tasks>_<n>shot.json).
-Needs lm-eval: pip install -r requirements-eval.txt. The tasks' datasets download from the Hugging
+Needs lm-eval: pip install ".[eval]". The tasks' datasets download from the Hugging
 Face hub on first use and are cached (HF_DATASETS_CACHE); without the hub only tasks whose data is
 already cached or local can run (docs/eval.md).
 """
@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from configurator import ConfigError, exit_on_error
-from system import autocast, resolve_device, resolve_dtype
+from components.system import autocast, resolve_device, resolve_dtype
 from teacher import add_model_options, load_model
 
 # lm-eval is optional for the rest of the repo: without it this module still imports (LETLM then
@@ -160,7 +160,7 @@ class LETLM(TemplateLM):
     def generate_until(self, requests, disable_tqdm=False):
         raise NotImplementedError("eval.py scores log-likelihood tasks (the paper's nine are all "
                                   "of that kind); for generation tasks, export the checkpoint "
-                                  "(python export_hf.py) and run lm_eval --model hf on the folder")
+                                  "(python -m tools.export_hf) and run lm_eval --model hf on the folder")
 
 
 # -----------------------------------------------------------------------------
@@ -258,7 +258,7 @@ def main():
 
     if LM_EVAL_MISSING is not None:
         raise ConfigError(f"eval.py needs lm-eval ({LM_EVAL_MISSING}); install it with: "
-                          f"pip install -r requirements-eval.txt")
+                          f'pip install ".[eval]"')
     if args.num_fewshot < 0 or args.batch_size < 1:
         raise ConfigError("num_fewshot must be >= 0 and batch_size >= 1")
     tasks = [t.strip() for t in args.tasks.split(',') if t.strip()]

@@ -3,7 +3,7 @@
 Step time side by side: nanoGPT's train.py against this repository's train.py, the same model on the CPU.
 
     git clone https://github.com/karpathy/nanoGPT /tmp/nanoGPT      (any checkout; 3adf61e was measured)
-    python bench_nanogpt.py --nanogpt=/tmp/nanoGPT/train.py --repeats=10
+    python -m tools.bench_nanogpt --nanogpt=/tmp/nanoGPT/train.py --repeats=10
 
 Both run as subprocesses, interleaved (nanoGPT, ours, nanoGPT, ours, ...) for --repeats pairs, on the byte-level
 Shakespeare of this repository (python data/shakespeare/prepare.py --tokenizer=byte; linked into the nanoGPT
@@ -29,7 +29,7 @@ below 256 are valid GPT-2 ids, and the step's cost does not depend on which ids 
 measured steps, 2 pairs, no waiting for an idle CPU. --device, --dtype, --compile, the model's sizes and --vocab
 override single settings of either preset, and --max_time bounds all pairs together (tools/gpu_check.py):
 
-    python bench_nanogpt.py --nanogpt=/tmp/nanoGPT/train.py --preset=gpt2-124m-gpu --json=nanogpt.json
+    python -m tools.bench_nanogpt --nanogpt=/tmp/nanoGPT/train.py --preset=gpt2-124m-gpu --json=nanogpt.json
 """
 
 import argparse
@@ -46,7 +46,7 @@ import tempfile
 import threading
 import time
 
-REPO_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository, above tools/
 
 # the settings both trainers get: a preset, then single overrides from the command line
 PRESETS = {

@@ -379,8 +379,8 @@ def hub_download(repo, patterns, what):
     try:
         from huggingface_hub import snapshot_download
     except ImportError as e:
-        raise ImportError(f"{what} {repo!r} is a hub name, which needs huggingface_hub (pip install -r "
-                          f"requirements-hf.txt), or {fix}") from e
+        raise ImportError(f"{what} {repo!r} is a hub name, which needs huggingface_hub (pip install "
+                          f"\".[hf]\"), or {fix}") from e
     try:
         return snapshot_download(repo, allow_patterns=patterns)
     except Exception as e:

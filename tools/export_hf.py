@@ -2,8 +2,8 @@
 A checkpoint as a Hugging Face model folder (config.json, model.safetensors, the tokenizer's
 files), so that transformers, vLLM and `lm_eval --model hf` load it like a model from the hub.
 
-$ python export_hf.py --out_dir=out-let-pile                      # -> out-let-pile/hf/
-$ python export_hf.py --init_from=smollm2-135m --hf_dir=smollm2   # any teacher spec
+$ python -m tools.export_hf --out_dir=out-let-pile                      # -> out-let-pile/hf/
+$ python -m tools.export_hf --init_from=smollm2-135m --hf_dir=smollm2   # any teacher spec
 $ lm_eval --model hf --model_args pretrained=out-let-pile/hf --tasks piqa --num_fewshot 1
 
 model.py's GPT-2 flavour becomes GPT2LMHeadModel and its LLaMA flavour LlamaForCausalLM, weight for
@@ -11,7 +11,7 @@ weight: the logits agree to float32 rounding (tests/test_export_hf.py). Refused 
 written, with the reason: a model on the 'byte' tokenizer (its ids are raw UTF-8 bytes, and no
 Hugging Face tokenizer class of the kind lm-eval and vLLM load produces them), and a mix of the
 two flavours (RMSNorm with a GELU MLP, say), which neither class computes.
-Needs safetensors and tokenizers (pip install -r requirements-eval.txt); transformers only to load
+Needs safetensors and tokenizers (pip install ".[eval]"); transformers only to load
 the result.
 """
 
@@ -25,7 +25,7 @@ import torch
 
 from configurator import ConfigError, exit_on_error
 from teacher import add_model_options, load_model
-from tokenizer import _package_file, get_tokenizer, smollm2_bpe
+from data.tokenizer import _package_file, get_tokenizer, smollm2_bpe
 
 GPT2_FLAVOUR = dict(norm='layernorm', pos='learned')
 LLAMA_FLAVOUR = dict(norm='rmsnorm', mlp='swiglu', pos='rope')
@@ -221,7 +221,7 @@ def check_exportable(model, tokenizer_name):
     missing = [m for m in ('safetensors', 'tokenizers') if importlib.util.find_spec(m) is None]
     if missing:
         raise ConfigError(f"export_hf.py writes with {' and '.join(missing)}, not installed here; "
-                          f"install with: pip install -r requirements-eval.txt")
+                          f'install with: pip install ".[eval]"')
     return flavour(model.config)
 
 
