@@ -31,7 +31,7 @@ from configurator import model_config
 from data.common import TokenWindows, check_dataset, resolve_data_dir
 from let import alignment_loss, kd_loss, kd_weight, let_lambda, make_projectors
 from model import GPT, padded_vocab
-from components.parallel import all_reduce_grads, count_skips, init_distributed, micro_steps, optimizer_step
+from components.parallel import NonFiniteSteps, all_reduce_grads, init_distributed, micro_steps, optimizer_step
 from components.parallel import set_gradient_sync, shard, wrap
 from components.system import DTYPES, Stopwatch, autocast, describe_machine, device_peak_flops, resolve_compile
 from components.system import resolve_device, resolve_dtype
@@ -110,17 +110,6 @@ def warm_up(model, eval_model, teacher, X, Y, k, logits, ctx, optimizer):
     with torch.no_grad(), ctx:
         eval_model(X, Y)
     eval_model.train()
-
-
-def check_nonfinite(in_a_row, it, limit, ckpt_path):
-    """Too many non-finite steps in a row (read at the log line) stop the run, naming what is kept."""
-    if in_a_row < limit:
-        return
-    kept = "no checkpoint had been written yet"
-    if os.path.exists(ckpt_path):
-        kept = f"the last good checkpoint {ckpt_path} is intact"
-    raise RuntimeError(f"{in_a_row} non-finite steps in a row at iteration {it}: training stopped; {kept}. "
-                       f"Lower learning_rate, raise warmup_iters or check the data, then run again to resume")
 
 
 def train_record(it, means, grad_norm, lam, w, lr, dt, tokens_per_iter, flops, peak, teacher_calls, skipped,
@@ -220,7 +209,7 @@ def main(argv):
     def weights(it):
         """lambda(s) of LET and w(s) of the distillation at step it."""
         lam = let_lambda(it, cfg.let_lambda, cfg.let_stop) if let_on else 0.0
-        w = kd_weight(it, cfg.kd_lambda, cfg.kd_stop) if kd_on else 0.0
+        w = kd_weight(it, cfg.kd_lambda, cfg.kd_stop, cfg.kd_schedule) if kd_on else 0.0
         return lam, w
 
     teacher = None
@@ -316,6 +305,17 @@ def main(argv):
             with open(log_path, 'a') as f:
                 f.write(json.dumps(record) + '\n')
 
+    def save(it, best_val_loss):
+        """The checkpoint of step it: one file (rank 0), or every rank's shards (FSDP)."""
+        state = checkpoint_state(cfg, it, gptconf, meta, projectors, scaler, calls, best_val_loss, watch.total)
+        if sharded:
+            save_sharded(ckpt_path, state, {'student': raw_model, 'projectors': projectors}, optimizer)
+        elif master:
+            state.update(model=raw_model.state_dict(), optimizer=optimizer.state_dict(),
+                         projectors=projectors.state_dict() if projectors is not None else None)
+            save_checkpoint(ckpt_path, state)
+        write(f"step {it}: checkpoint saved to {ckpt_path}")
+
     best_val_loss = ckpt['best_val_loss'] if ckpt else float('inf')
     watch = Stopwatch(device, ckpt['train_time'] if ckpt else 0.0)  # seconds in training steps only
     calls = TeacherCalls(ckpt, teacher)  # the teacher's forwards, counted across releases and resumes
@@ -331,8 +331,7 @@ def main(argv):
                         file=sys.stdout)
     write = progress.write if progress else say
     zero = torch.zeros((), device=device)
-    skips = torch.zeros(3, device=device)  # non-finite steps: in all, in a row now, most in a row
-    skipped_logged = None  # the skips in all at the last log line
+    nonfinite = NonFiniteSteps(device, cfg.max_nonfinite_steps, ckpt_path)  # counted on the device
     interval_sums, n_interval = torch.zeros(5, device=device), 0  # loss, lm, align, cos, kd
     # the paper's names for the aligned blocks and the projector; the student returns the states after
     # blocks k also after S_stop (unused then): one compiled graph for the whole run
@@ -365,16 +364,7 @@ def main(argv):
             # saved: the last step; else every checkpoint_interval-th evaluation, or (nanoGPT's) when improved
             due = evaluations % cfg.checkpoint_interval == 0 if cfg.always_save_checkpoint else improved
             if iter_num > start_iter and (due or iter_num == cfg.max_iters):
-                state = checkpoint_state(cfg, iter_num, gptconf, meta, projectors, scaler, calls,
-                                         best_val_loss, watch.total)
-                if sharded:  # every rank writes its shards
-                    save_sharded(ckpt_path, state, {'student': raw_model, 'projectors': projectors},
-                                 optimizer)
-                elif master:
-                    state.update(model=raw_model.state_dict(), optimizer=optimizer.state_dict(),
-                                 projectors=projectors.state_dict() if projectors is not None else None)
-                    save_checkpoint(ckpt_path, state)
-                write(f"step {iter_num}: checkpoint saved to {ckpt_path}")
+                save(iter_num, best_val_loss)
         if iter_num >= cfg.max_iters:
             break
 
@@ -417,7 +407,7 @@ def main(argv):
         if ddp.on and not sharded and lam > 0:
             all_reduce_grads(projector_params)  # DDP averages the student's gradients, not P's
         skipped, grad_norm = optimizer_step(optimizer, scaler, cfg.grad_clip, step_sums[0], ddp.on)
-        skips = count_skips(skips, skipped)  # on the device: read at the log line
+        nonfinite.count(skipped)  # on the device: read at the log line
         iter_num += 1
         if progress:
             progress.update(1)
@@ -427,15 +417,9 @@ def main(argv):
         n_interval += 1
         if iter_num % cfg.log_interval == 0 or iter_num == cfg.max_iters:
             dt = watch.lap() / n_interval  # waits for the device: the interval's steps are done
-            *means, norm, skipped_total, _, worst = torch.cat(
-                [interval_sums / n_interval, grad_norm.float().view(1), skips]).tolist()  # one read
-            skipped_total, worst = int(skipped_total), int(worst)
-            check_nonfinite(worst, iter_num - 1, cfg.max_nonfinite_steps, ckpt_path)
-            if skipped_logged is not None and skipped_total > skipped_logged:
-                write(f"step {iter_num - 1}: {skipped_total - skipped_logged} step(s) skipped since the "
-                      f"last log line: non-finite loss or gradient ({skipped_total} in all)")
-            skipped_logged = skipped_total
-            skips[2] = skips[1]  # the most in a row, from the row now on
+            read = torch.cat([interval_sums / n_interval, grad_norm.float().view(1), nonfinite.counts]).tolist()
+            means, norm, skips = read[:5], read[5], read[6:]  # one read of the device for the whole line
+            skipped_total = nonfinite.check(skips, iter_num - 1, write)  # may stop the run
             interval_sums.zero_()
             n_interval = 0
             record, line = train_record(iter_num, means, norm, lam, w, lr, dt, tokens_per_iter, flops, peak,

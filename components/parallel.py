@@ -162,12 +162,39 @@ def grad_norm(grads, device):
     return (sharded + squares([g for g in grads if not isinstance(g, DTensor)])).sqrt()
 
 
-def count_skips(skips, skipped):
-    """The non-finite-step counters (in all, in a row now, most in a row) after a step that skipped (1.0) or
-    not (0.0): kept on the device, so that no step waits for the host; train.py reads them at its log lines."""
-    total, row, most = skips
-    row = (row + 1) * skipped
-    return torch.stack([total + skipped, row, torch.maximum(most, row)])
+class NonFiniteSteps:
+    """The policy for steps that optimizer_step skipped (non-finite loss or gradient). Counted on the device,
+    so that no step waits for the host: counts = (in all, in a row now, most in a row since the last check).
+    check() reads them at train.py's log lines: it reports new skips and stops the run after `limit` in a
+    row, saying which checkpoint is kept."""
+
+    def __init__(self, device, limit, ckpt_path):
+        self.counts = torch.zeros(3, device=device)
+        self.limit, self.ckpt_path, self.reported = limit, ckpt_path, None
+
+    def count(self, skipped):
+        """skipped: 1.0 for a skipped step, 0.0 otherwise (a device tensor)."""
+        total, row, most = self.counts
+        row = (row + 1) * skipped
+        self.counts = torch.stack([total + skipped, row, torch.maximum(most, row)])
+
+    def check(self, counts, it, say):
+        """counts: self.counts as read by the caller (with its log line's other numbers, in one read); it: the
+        last step. Returns the skips in all."""
+        total, _, most = (int(c) for c in counts)
+        if most >= self.limit:
+            kept = "no checkpoint had been written yet"
+            if os.path.exists(self.ckpt_path):
+                kept = f"the last good checkpoint {self.ckpt_path} is intact"
+            raise RuntimeError(f"{most} non-finite steps in a row at iteration {it}: training stopped; {kept}. "
+                               f"Lower learning_rate, raise warmup_iters or check the data, then run again to "
+                               f"resume")
+        if self.reported is not None and total > self.reported:
+            say(f"step {it}: {total - self.reported} step(s) skipped since the last log line: non-finite loss "
+                f"or gradient ({total} in all)")
+        self.reported = total
+        self.counts[2] = self.counts[1]  # the most in a row, from the row now on
+        return total
 
 
 def optimizer_step(optimizer, scaler, grad_clip, loss, distributed):

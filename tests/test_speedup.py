@@ -1,4 +1,5 @@
-"""speedup.py: the report's arithmetic on curves whose answers are known, and the whole check end to end."""
+"""speedup.py and its report (components/speedup_report.py): the arithmetic on curves whose answers are known,
+the runs' settings, and the whole check end to end."""
 
 import dataclasses
 import os
@@ -7,10 +8,12 @@ import pytest
 import torch
 
 import speedup
+from components import speedup_report
 from components.checkpoint import plain
+from components.speedup_report import aggregate, compare, fmt_stat, interp_at, steps_to_reach
 from configurator import ConfigError, TrainConfig, load_config
 from conftest import REPO, TINY, read_log
-from speedup import aggregate, compare, fmt_stat, interp_at, job_slots, slot_env, steps_to_reach, visible_gpus
+from speedup import job_slots, slot_env, visible_gpus
 
 
 def evals(points):
@@ -54,9 +57,9 @@ def test_a_variant_that_never_reaches_the_target_gets_no_speedup_only_its_gap():
     assert r['steps'] is None and r['time'] is None
     assert r['step_speedup'] is None and r['time_speedup'] is None and r['time_speedup_with_teacher'] is None
     assert r['final_gap'] == pytest.approx(0.4)
-    table = speedup.speedup_table({'let': [r]}, charged=True)
+    table = speedup_report.speedup_table({'let': [r]}, charged=True)
     assert table.splitlines()[3].count('not reached') == 5  # steps, time and the three speedups
-    assert 'does not reach' in speedup.headline('let', [r])
+    assert 'does not reach' in speedup_report.headline('let', [r])
 
 
 def test_the_gap_is_read_at_fractions_of_the_baselines_steps():
@@ -64,7 +67,7 @@ def test_the_gap_is_read_at_fractions_of_the_baselines_steps():
     variant = evals([(0, 4.0, 0), (20, 2.5, 2), (40, 1.8, 4)])
     r = compare(baseline, variant)
     # baseline at 10, 20, 30, 40: 3.5, 3.0, 2.5, 2.0; variant: 3.25, 2.5, 2.15, 1.8
-    assert [r[f'gap_{f:g}'] for f in speedup.FRACTIONS] == pytest.approx([-0.25, -0.5, -0.35, -0.2])
+    assert [r[f'gap_{f:g}'] for f in speedup_report.FRACTIONS] == pytest.approx([-0.25, -0.5, -0.35, -0.2])
 
 
 def test_seeds_aggregate_to_mean_sample_std_and_range_counting_those_that_miss():
@@ -293,6 +296,20 @@ def test_the_speedup_demo_compares_exactly_what_the_training_configs_train():
         differ = {k: (v, alone[k]) for k, v in dataclasses.asdict(demo_run).items()
                   if k not in ignored and plain(v) != plain(alone[k])}
         assert differ == {}, f"config/{name} differs from config/speedup_shakespeare.py: {differ}"
+
+
+def test_a_teacher_and_dataset_on_the_command_line_reach_every_run_of_the_demo(shakespeare_byte, teacher_ckpt):
+    """The demo's variants come from let_, salt_ and rkd_shakespeare.py, which name their own teacher: a teacher and
+    a dataset given on the command line must be every variant's, not the one of the file it was derived from."""
+    demo = os.path.join(REPO, 'config', 'speedup_shakespeare.py')
+    assert load_config(speedup.SpeedupConfig, [demo]).teacher != teacher_ckpt
+    cfg = load_config(speedup.SpeedupConfig, [demo, f'--dataset={shakespeare_byte}', f'--teacher={teacher_ckpt}'])
+    speedup.check_settings(cfg)
+    baselines, variants = speedup.plan_runs(cfg)  # what main() trains, checked as main() checks it
+    assert {name for _, name, _ in variants} == {'let', 'salt', 'rkd'}
+    assert {(run.teacher, run.dataset) for run in variants.values()} == {(teacher_ckpt, shakespeare_byte)}
+    assert {(run.teacher, run.dataset) for run in baselines.values()} == {('', shakespeare_byte)}
+    assert speedup.teacher_plan(cfg) == (None, 'given')  # trained with other settings: used as is, not retrained
 
 
 def test_runs_save_every_checkpoint_interval_th_evaluation_and_the_last_step():

