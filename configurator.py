@@ -79,7 +79,9 @@ class TrainConfig:
     let_stop: int = 250               # S_stop in iterations: lambda is 0 from here on and the teacher is released
     # distillation from the teacher's logits, the paper's baselines (let.py): SALT = kd_stop > 0, RKD = kd_stop 0
     kd_lambda: float = 0.0            # w0, the KD term's weight at step 0; 0 = no distillation
-    kd_stop: int = 0                  # the weight falls linearly to 0 here (SALT's early phase); 0 = never (RKD)
+    kd_stop: int = 0                  # SALT's n_KD: the weight is 0 from here on, the teacher released; 0 = never (RKD)
+    kd_schedule: str = 'linear'       # until kd_stop: 'step' = w0, then off (SALT as published) | 'linear' = falling
+                                      # linearly to 0, like lambda (our earlier runs; the default, so they rerun alike)
     kd_temperature: float = 1.0       # tau: both distributions softened by it, the loss scaled by tau^2
     # reliability
     max_nonfinite_steps: int = 10     # this many non-finite steps in a row stop the run
@@ -97,7 +99,7 @@ class TrainConfig:
 
 def check_config(cfg):
     """Settings that cannot work, caught before any data is read or compute spent."""
-    from let import ALIGN_LOSSES, PROJECTORS
+    from let import ALIGN_LOSSES, KD_SCHEDULES, PROJECTORS
 
     def need(ok, msg):
         if not ok:
@@ -123,6 +125,7 @@ def check_config(cfg):
         need(cfg.let_loss in ALIGN_LOSSES, f"let_loss={cfg.let_loss!r}: use one of {ALIGN_LOSSES}")
     need(cfg.kd_lambda >= 0, f"kd_lambda={cfg.kd_lambda} must be >= 0")
     need(cfg.kd_stop >= 0, f"kd_stop={cfg.kd_stop} must be >= 0 (0: distill for the whole run, as RKD)")
+    need(cfg.kd_schedule in KD_SCHEDULES, f"kd_schedule={cfg.kd_schedule!r}: use one of {KD_SCHEDULES}")
     need(cfg.kd_temperature > 0, f"kd_temperature={cfg.kd_temperature} must be > 0")
     need(cfg.teacher or cfg.kd_lambda == 0, f"kd_lambda={cfg.kd_lambda} distills from a teacher: set teacher")
 

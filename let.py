@@ -31,6 +31,7 @@ from torch.autograd.function import once_differentiable
 
 PROJECTORS = ('interp', 'linear', 'mlp')
 ALIGN_LOSSES = ('cosine', 'mse')
+KD_SCHEDULES = ('step', 'linear')
 
 
 def let_lambda(step, lambda0, stop):
@@ -102,10 +103,25 @@ def alignment_loss(h_students, h_teacher, projectors, kind='cosine'):
 # ---------------------------------------------------------------------------------------------------
 # the distillation baselines (SALT, RKD): the teacher's next-token distribution as a soft target
 
-def kd_weight(step, weight0, stop):
-    """w(s): SALT's early phase falls linearly to 0 at its stop step, like lambda(s); stop = 0 keeps
-    weight0 for the whole run (RKD)."""
-    return weight0 if stop == 0 else let_lambda(step, weight0, stop)
+def kd_weight(step, weight0, stop, schedule='linear'):
+    """w(s), the weight of L_KD at step s; stop is SALT's n_KD, the length of its distillation phase.
+
+    'step':   w(s) = w0 for s < n_KD, then 0. SALT as published (Rawat et al. 2024, arXiv 2410.18779): KD from the
+              small model for the first n_KD steps, then plain next-token training (36K of ~208K steps in its
+              main runs, as its reviewers report; the stored paper text did not show its body).
+    'linear': w(s) = w0 * max(0, 1 - s / n_KD), shaped like LET's lambda(s): this repository's first SALT-style
+              baseline, kept so that its recorded results can be rerun.
+    stop = 0: w(s) = w0 for the whole run (RKD), whatever the schedule.
+    train.py adds w(s) * L_KD to L_NLL; for how w0 relates to a convex mix (1 - omega) L_NLL + omega L_KD, see
+    docs/training.md.
+    """
+    if schedule not in KD_SCHEDULES:
+        raise ValueError(f"kd_schedule={schedule!r}: use one of {KD_SCHEDULES}")
+    if stop == 0:
+        return weight0
+    if schedule == 'step':
+        return weight0 if step < stop else 0.0
+    return let_lambda(step, weight0, stop)
 
 
 # A chunk's fp32 (tokens, vocab) temporaries are this many bytes each, and kd_loss holds about three at once: at

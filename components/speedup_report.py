@@ -319,7 +319,11 @@ def let_settings(run_cfg):
         parts.append(f"LET: lambda0 {run_cfg.let_lambda:g}, S_stop {run_cfg.let_stop}, block(s) "
                      f"k={list(run_cfg.let_layers)} (from 0), projector {run_cfg.let_proj}, loss {run_cfg.let_loss}")
     if uses_teacher(run_cfg) and run_cfg.kd_lambda > 0:
-        kind = f"SALT-style, weight falling to 0 at step {run_cfg.kd_stop}" if run_cfg.kd_stop else "RKD, constant"
+        kind = "RKD, constant"
+        if run_cfg.kd_stop and run_cfg.kd_schedule == 'step':
+            kind = f"SALT, full weight until step {run_cfg.kd_stop}, then off"
+        elif run_cfg.kd_stop:
+            kind = f"SALT-style, weight falling linearly to 0 at step {run_cfg.kd_stop}"
         parts.append(f"KD ({kind}): w0 {run_cfg.kd_lambda:g}, temperature {run_cfg.kd_temperature:g}")
     if not uses_teacher(run_cfg):
         parts.append("no teacher (plain training)")

@@ -113,6 +113,17 @@ def test_kd_weight_decays_to_zero_at_its_stop_for_salt_and_stays_constant_for_rk
     assert [kd_weight(s, 0.5, 0) for s in (0, 1000)] == [0.5, 0.5]  # RKD: throughout
 
 
+def test_kd_weight_step_is_salt_as_published_full_until_its_stop_then_off():
+    """SALT (Rawat et al. 2024): KD at w0 for the first n_KD steps, then plain training; 'linear' is unchanged."""
+    assert [kd_weight(s, 2.0, 4, 'step') for s in (0, 1, 3, 4, 5, 9)] == [2.0, 2.0, 2.0, 0.0, 0.0, 0.0]
+    assert [kd_weight(s, 2.0, 4, 'linear') for s in (0, 1, 4, 9)] == [2.0, 1.5, 0.0, 0.0]
+    assert [kd_weight(s, 2.0, 4) for s in range(10)] == [kd_weight(s, 2.0, 4, 'linear') for s in range(10)]
+    for schedule in ('step', 'linear'):  # stop 0 is RKD whatever the schedule
+        assert [kd_weight(s, 0.5, 0, schedule) for s in (0, 4, 1000)] == [0.5, 0.5, 0.5]
+    with pytest.raises(ValueError, match="kd_schedule='cosine'"):
+        kd_weight(0, 2.0, 4, 'cosine')
+
+
 def test_kd_loss_is_zero_for_identical_distributions_and_positive_otherwise():
     logits = torch.randn(2, 5, 40)
     assert kd_loss(logits, logits.clone(), 40).item() == pytest.approx(0.0, abs=1e-6)
@@ -258,6 +269,18 @@ def test_salt_computes_teacher_logits_only_until_its_stop_while_let_keeps_the_te
     assert [r['teacher_calls'] for r in logs] == [1, 2, 3, 4, 5, 6, 6, 6]  # one forward serves both terms
 
 
+def test_salt_step_distills_at_full_weight_until_its_stop_then_releases_the_teacher(tiny_run, teacher_ckpt):
+    """kd_schedule='step' (SALT as published): w0 to step 4, then 0; the teacher's logits only until then, and the
+    teacher is gone from step 4 on, as with the linear schedule."""
+    run = tiny_run('step', teacher=teacher_ckpt, let_lambda=0.0, **KD, kd_schedule='step')
+    logs = run.train_log()
+    assert [r['kd_weight'] for r in logs] == [1.0] * 4 + [0.0] * 4
+    assert all(r['kd_loss'] > 0 for r in logs[:4]) and all(r['kd_loss'] == 0 for r in logs[4:])
+    assert [r['teacher_logit_calls'] for r in logs] == [1, 2, 3, 4, 4, 4, 4, 4]
+    assert [r['teacher_calls'] for r in logs] == [1, 2, 3, 4, 4, 4, 4, 4]
+    assert 'step 4: S_stop reached, teacher released' in run.output
+
+
 def test_rkd_keeps_the_teacher_for_the_whole_run(tiny_run, teacher_ckpt):
     run = tiny_run('rkd', teacher=teacher_ckpt, let_lambda=0.0, kd_lambda=0.3, kd_stop=0)
     logs = run.train_log()
@@ -292,6 +315,12 @@ def test_distillation_changes_training(tiny_run, teacher_ckpt):
 ])
 def test_bad_let_settings_are_one_clear_error(tiny_error, teacher_ckpt, tmp_path, bad, message):
     assert re.search(message, tiny_error('bad', teacher=teacher_ckpt, **dict(LET, **bad)))
+    assert not (tmp_path / 'bad' / 'log.jsonl').exists()
+
+
+def test_bad_kd_schedule_is_one_clear_error(tiny_error, teacher_ckpt, tmp_path):
+    message = tiny_error('bad', teacher=teacher_ckpt, let_lambda=0.0, **KD, kd_schedule='cosine')
+    assert "kd_schedule='cosine': use one of ('step', 'linear')" in message
     assert not (tmp_path / 'bad' / 'log.jsonl').exists()
 
 
