@@ -143,7 +143,10 @@ def read_checkpoint(path, trust=False):
     try:
         if trust:
             return torch.load(path, map_location='cpu', weights_only=False, mmap=mmap)
-        with torch.serialization.safe_globals(SAFE_GLOBALS):
+        with torch.serialization.safe_globals(SAFE_GLOBALS), warnings.catch_warnings():
+            # a corrupt file can look like an odd pickle protocol: torch warns before it fails, and the one
+            # error below says it all
+            warnings.filterwarnings('ignore', 'Detected pickle protocol')
             try:
                 return torch.load(path, map_location='cpu', weights_only=True, mmap=mmap)
             except pickle.UnpicklingError as e:

@@ -166,7 +166,7 @@ def test_truncated_data_file_is_an_error(shakespeare_byte, tiny_error, tmp_path)
 def test_corrupt_checkpoint_is_an_error_and_stays_untouched(tiny_error, tmp_path):
     out = tmp_path / 'run'
     out.mkdir()
-    garbage = os.urandom(1000)
+    garbage = bytes([0x80, 118]) + os.urandom(998)  # also what torch warns about (pickle protocol 118) first
     (out / 'ckpt.pt').write_bytes(garbage)
     assert 'corrupt' in tiny_error('run', init_from='auto')
     assert (out / 'ckpt.pt').read_bytes() == garbage
