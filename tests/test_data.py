@@ -4,6 +4,7 @@ import io
 import json
 import os
 import subprocess
+import sys
 import tarfile
 
 import numpy as np
@@ -241,6 +242,238 @@ def test_pile_bad_line_mid_corpus_leaves_no_dataset(corpus, tmp_path):
         pile.prepare("byte", input=[str(bad)], val_docs=5, num_proc=2, out_dir=out)
     assert os.listdir(out) == []
 
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def doc_tokens(doc):
+    return len(doc.encode("utf-8")) + 2  # 'byte': the document's bytes and its blank-line separator
+
+
+def write_jsonl(path, docs, field="text"):
+    text = "".join(json.dumps({field: doc}) + "\n" for doc in docs)
+    if str(path).endswith(".gz"):
+        with gzip.open(path, "wt", encoding="utf-8") as f:
+            f.write(text)
+    elif str(path).endswith(".zst"):
+        zstandard = pytest.importorskip("zstandard")
+        path.write_bytes(zstandard.ZstdCompressor().compress(text.encode()))
+    else:
+        path.write_text(text)
+    return str(path)
+
+
+def write_parquet(path, docs, column="text", row_group_size=3):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+    pq.write_table(pa.table({"id": list(range(len(docs))), column: docs}), path, row_group_size=row_group_size)
+    return str(path)
+
+
+def dataset_bytes(out_dir):
+    """The dataset's files as bytes: runs that should agree must agree to the byte, and leave nothing else behind."""
+    assert sorted(os.listdir(out_dir)) == ["meta.json", "train.bin", "val.bin"]
+    return {name: open(os.path.join(out_dir, name), "rb").read() for name in ("train.bin", "val.bin", "meta.json")}
+
+
+READ_SOURCE, TOKENIZE_CHUNK = pile.read_source, pile.tokenize_chunk
+
+
+class Reads:
+    """Records (file name, documents skipped) of every input prepare.py opens, and the texts it tokenises; raises
+    RuntimeError('killed') once `fail_after` documents of the file named `fail_in` were read, like a run dying there."""
+
+    def __init__(self, monkeypatch, fail_in=None, fail_after=0):
+        self.opened, self.fail_in, self.fail_after, self.tokenized = [], fail_in, fail_after, []
+        read, tokenize = READ_SOURCE, TOKENIZE_CHUNK  # the real ones, never an earlier Reads' wrappers
+
+        def read_source(fmt, where, text_field, skip):
+            name = os.path.basename(where)
+            self.opened.append((name, skip))
+            for i, text in enumerate(read(fmt, where, text_field, skip)):
+                if name == self.fail_in and i == self.fail_after:
+                    raise RuntimeError("killed")
+                yield text
+
+        def tokenize_chunk(chunk):  # num_proc=1 calls it in this process
+            self.tokenized += chunk[2]
+            return tokenize(chunk)
+        monkeypatch.setattr(pile, "read_source", read_source)
+        monkeypatch.setattr(pile, "tokenize_chunk", tokenize_chunk)
+
+
+@pytest.fixture
+def three_files(tmp_path):
+    """DOCS over a .jsonl (12), a .jsonl.gz (12) and a .jsonl (16)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_jsonl(folder / "00.jsonl", DOCS[:12])
+    write_jsonl(folder / "01.jsonl.gz", DOCS[12:24])
+    write_jsonl(folder / "02.jsonl", DOCS[24:])
+    return str(folder / "0*")
+
+
+def test_pile_max_tokens_counts_whole_documents(three_files, tmp_path, monkeypatch):
+    full = read_dataset(pile.prepare("byte", input=[three_files], val_docs=5, num_proc=1, out_dir=tmp_path / "f"))
+    ends = np.cumsum([doc_tokens(doc) for doc in DOCS[5:]])
+    reads = Reads(monkeypatch)
+    budget = int(ends[3]) + 1  # one token into the 5th training document: it is kept whole
+    meta, bins = read_dataset(pile.prepare("byte", input=[three_files], val_docs=5, max_tokens=str(budget),
+                                           num_proc=1, out_dir=tmp_path / "cut"))
+    assert meta["max_tokens"] == budget and meta["train_docs"] == 5 and meta["train_tokens"] == ends[4]
+    assert np.array_equal(bins["train"], full[1]["train"][:ends[4]]) and np.array_equal(bins["val"], full[1]["val"])
+    assert [name for name, _ in reads.opened] == ["00.jsonl"]  # input past the budget is never read
+    meta, _ = read_dataset(pile.prepare("byte", input=[three_files], val_docs=5, max_tokens=int(ends[4]),
+                                        num_proc=1, out_dir=tmp_path / "exact"))
+    assert (meta["train_docs"], meta["train_tokens"]) == (5, ends[4])  # a budget on a boundary ends there
+    monkeypatch.undo()  # Reads' wrapper does not pickle into tokenizer processes
+    two = read_dataset(pile.prepare("byte", input=[three_files], val_docs=5, max_tokens=budget, num_proc=2,
+                                    out_dir=tmp_path / "two"))  # stops its tokenizer processes mid-input
+    assert np.array_equal(two[1]["train"], bins["train"])
+    meta, _ = read_dataset(pile.prepare("byte", input=[three_files], val_docs=5, max_tokens=10**9,
+                                        num_proc=2, out_dir=tmp_path / "short"))
+    assert (meta["max_tokens"], meta["train_tokens"]) == (10**9, ends[-1])  # ran out first: all of it, a warning
+    assert full[0]["max_tokens"] is None
+
+
+def test_pile_max_tokens_reads_counts_and_refuses_the_rest(three_files, tmp_path):
+    assert pile.parse_count("20e9") == pile.parse_count(2e10) == pile.parse_count("20_000_000_000") == 20 * 10**9
+    assert pile.parse_count(20000000000) == pile.parse_count("20000000000") == 20 * 10**9
+    for bad in ("0", "-5", "1.5", "twenty", "inf", "nan", "", True):
+        with pytest.raises(DataError, match="positive whole number"):
+            pile.parse_count(bad)
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match="--max_tokens '2e': expected"):
+        pile.prepare("byte", input=[three_files], max_tokens="2e", out_dir=out)
+    assert not out.exists()  # refused before anything was written
+
+
+def test_pile_parquet_and_jsonl_zst_give_the_same_tokens(tmp_path, monkeypatch):
+    monkeypatch.setattr(pile, "PARQUET_BATCH_ROWS", 4)  # batches smaller than the row groups, and across them
+    zst = write_jsonl(tmp_path / "docs.jsonl.zst", DOCS)
+    parquet = write_parquet(tmp_path / "docs.parquet", DOCS, column="content", row_group_size=7)
+    a = read_dataset(pile.prepare("byte", input=zst, val_docs=6, num_proc=2, out_dir=tmp_path / "zst"))
+    b = read_dataset(pile.prepare("byte", input=parquet, text_field="content", val_docs=6, num_proc=2,
+                                  out_dir=tmp_path / "parquet"))
+    for split in ("train", "val"):
+        assert np.array_equal(a[1][split], b[1][split])
+    assert {k: v for k, v in a[0].items() if k != "source"} == {k: v for k, v in b[0].items() if k != "source"}
+    assert get_tokenizer("byte").decode(b[1]["val"].tolist()) == "".join(doc + "\n\n" for doc in DOCS[:6])
+    # skipping into a file (as a resume does) gives the same texts as reading it all
+    for skip in (0, 3, 7, 9, 40):
+        assert list(pile.read_parquet(parquet, "content", skip)) == DOCS[skip:]
+        assert list(pile.read_jsonl(zst, "text", skip)) == DOCS[skip:]
+
+
+def test_pile_input_errors_come_before_any_work(tmp_path):
+    out = tmp_path / "out"
+    (tmp_path / "notes.txt").write_text("hello\n")
+    with pytest.raises(DataError, match="notes.txt: unknown format"):
+        pile.prepare("byte", input=str(tmp_path / "notes.txt"), out_dir=out)
+    parquet = write_parquet(tmp_path / "docs.parquet", DOCS)
+    with pytest.raises(DataError, match=r"has no column 'body' \(it has \['id', 'text'\]"):
+        pile.prepare("byte", input=parquet, text_field="body", out_dir=out)
+    (tmp_path / "fake.parquet").write_text("not parquet")
+    with pytest.raises(DataError, match="fake.parquet is not a readable parquet file"):
+        pile.prepare("byte", input=str(tmp_path / "fake.parquet"), out_dir=out)
+    for option in ("val_docs", "max_docs", "num_proc"):
+        with pytest.raises(DataError, match=f"--{option} -1: must be at least"):
+            pile.prepare("byte", input=parquet, out_dir=out, **{option: -1})
+    assert not out.exists()
+    out.mkdir()
+    import fcntl
+    with open(out / "prepare.lock", "w") as lock:  # another run holds the directory
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with pytest.raises(DataError, match="another prepare.py is writing"):
+            pile.prepare("byte", input=parquet, out_dir=out)
+
+
+def test_pile_missing_pyarrow_is_one_line_before_any_work(tmp_path):
+    (tmp_path / "docs.parquet").write_bytes(b"PAR1")  # never opened: the check comes first
+    out = tmp_path / "out"
+    code = ("import runpy, sys; sys.modules['pyarrow'] = None; "
+            f"sys.argv = ['prepare.py', '--tokenizer=byte', '--input', {str(tmp_path / 'docs.parquet')!r}, "
+            f"'--out_dir', {str(out)!r}]; runpy.run_path('data/pile/prepare.py', run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr == 'error: reading .parquet files needs pyarrow: pip install ".[data]"\n'
+    assert not out.exists()
+
+
+def test_pile_interrupted_run_resumes_to_identical_output(tmp_path, monkeypatch):
+    pytest.importorskip("pyarrow")
+    monkeypatch.setattr(pile, "DOCS_PER_CHUNK", 2)
+    monkeypatch.setattr(pile, "COMMIT_EVERY_DOCS", 3)  # progress inside a file too, not only after each one
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_jsonl(folder / "00.jsonl", DOCS[:12])
+    write_jsonl(folder / "01.jsonl.gz", DOCS[12:24])
+    write_parquet(folder / "02.parquet", DOCS[24:], row_group_size=3)
+    budget = sum(doc_tokens(doc) for doc in DOCS[5:36]) - 3  # reached in the 12th document of 02.parquet
+    args = dict(input=str(folder / "0*"), val_docs=5, max_tokens=budget, num_proc=1)
+    reference = dataset_bytes(pile.prepare("byte", out_dir=tmp_path / "ref", **args))
+    out = tmp_path / "out"
+
+    Reads(monkeypatch, fail_in="02.parquet", fail_after=8)
+    with pytest.raises(RuntimeError, match="killed"):  # dies with 6 documents of 02 written, 4 of them committed
+        pile.prepare("byte", out_dir=out, **args)
+    progress = json.loads((out / "progress.json").read_text())
+    assert (progress["file"], progress["skip"], progress["docs"]) == (2, 4, {"train": 23, "val": 5})
+    assert (out / "train.bin").stat().st_size > 2 * progress["tokens"]["train"]  # a tail past the last commit
+    assert not (out / "meta.json").exists()
+
+    with pytest.raises(DataError, match=r"other settings: max_tokens \(was \d+, now 100\);.*--restart"):
+        pile.prepare("byte", out_dir=out, **dict(args, max_tokens=100))
+    with pytest.raises(DataError, match=r"other settings: text_field .*--restart"):
+        pile.prepare("byte", out_dir=out, text_field="id", **args)
+    reads = Reads(monkeypatch)
+    assert dataset_bytes(pile.prepare("byte", out_dir=out, **args)) == reference
+    # finished files stay closed; the 4 committed documents of 02 are passed over (row group 0 unread), not tokenised
+    assert reads.opened == [("02.parquet", 4)]
+    assert reads.tokenized[0] == DOCS[28] and not set(reads.tokenized) & set(DOCS[:28])
+
+
+def test_pile_killed_process_resumes_without_rereading_finished_files(three_files, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    argv = ["--tokenizer=byte", "--input", three_files, "--val_docs=5", "--max_tokens=1e9", "--num_proc=1",
+            "--out_dir", str(out)]
+    reference = dataset_bytes(pile.prepare("byte", input=three_files, val_docs=5, max_tokens=10**9, num_proc=1,
+                                           out_dir=tmp_path / "ref"))
+    # a real SIGKILL (nothing is flushed or cleaned up) as the third file is opened, the first two being done
+    code = ("import os, signal, sys; from data.pile import prepare as pile; read = pile.read_source\n"
+            "def read_source(fmt, where, *args):\n"
+            "    if where.endswith('02.jsonl'): os.kill(os.getpid(), signal.SIGKILL)\n"
+            "    return read(fmt, where, *args)\n"
+            f"pile.read_source = read_source; pile.main({argv!r})")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == -9, result.stderr
+    progress = json.loads((out / "progress.json").read_text())
+    assert (progress["file"], progress["skip"], progress["docs"]) == (2, 0, {"train": 19, "val": 5})
+    with open(out / "train.bin", "ab") as f:  # a half-written tail, as a kill mid-write leaves
+        f.write(b"\x07\x00\x07")
+    reads = Reads(monkeypatch)
+    pile.main(argv)  # the same command again
+    assert dataset_bytes(out) == reference
+    assert reads.opened == [("02.jsonl", 0)] and reads.tokenized == DOCS[24:]
+
+
+def test_pile_changed_input_refuses_to_resume_until_restart(three_files, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    Reads(monkeypatch, fail_in="01.jsonl.gz", fail_after=3)
+    with pytest.raises(RuntimeError, match="killed"):
+        pile.prepare("byte", input=three_files, val_docs=5, num_proc=1, out_dir=out)
+    monkeypatch.undo()
+    write_jsonl(tmp_path / "in" / "00.jsonl", DOCS[:11])  # a file changed since
+    with pytest.raises(DataError, match=r"other settings: inputs \(the files.*re-run with --restart"):
+        pile.prepare("byte", input=three_files, val_docs=5, num_proc=1, out_dir=out)
+    result = subprocess.run([sys.executable, "data/pile/prepare.py", "--tokenizer=byte", "--input", three_files,
+                             "--val_docs=5", "--out_dir", str(out)], cwd=REPO, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1 and "--restart" in result.stderr
+    restarted = dataset_bytes(pile.prepare("byte", input=three_files, val_docs=5, num_proc=1, out_dir=out,
+                                           restart=True))
+    fresh = dataset_bytes(pile.prepare("byte", input=three_files, val_docs=5, num_proc=2, out_dir=tmp_path / "new"))
+    assert restarted == fresh and json.loads(fresh["meta.json"])["train_docs"] == 34
 
 
 # ----------------------------------------------------------------------------- uint32 bins
