@@ -234,10 +234,14 @@ def to_args(settings):
     return [f"--{k}={v if isinstance(v, str) else repr(v)}" for k, v in settings.items()]
 
 
-def exit_on_error(main, *args):
-    """Runs main(*args); a ConfigError ends the program with its message alone and exit status 2."""
+def exit_on_error(main, *args, failed=()):
+    """Runs main(*args); a ConfigError ends the program with its message alone and exit status 2, an exception
+    of a type in `failed` (a training run that failed, say) with its message and exit status 1."""
     try:
         return main(*args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         sys.exit(2)
+    except failed as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(1)

@@ -31,7 +31,7 @@ import tempfile
 
 import torch
 
-from configurator import ConfigError, TrainConfig, check_config, load_config, read_config_file
+from configurator import ConfigError, TrainConfig, check_config, exit_on_error, load_config, read_config_file
 from components.system import describe_machine, resolve_compile, resolve_device, resolve_dtype
 from data.tokenizer import HUB_NAME
 
@@ -260,15 +260,8 @@ def print_report(rep):
 
 
 def main(argv=None):
-    try:
-        opts, train_args = parse_args(sys.argv[1:] if argv is None else argv)
-        rep = bench(train_args, opts['steps'], opts['warmup'], opts['repeats'])
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except RunFailed as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    opts, train_args = exit_on_error(parse_args, sys.argv[1:] if argv is None else argv)
+    rep = exit_on_error(bench, train_args, opts['steps'], opts['warmup'], opts['repeats'], failed=(RunFailed,))
     print_report(rep)
     if opts['json']:
         with open(opts['json'], 'w') as f:

@@ -195,15 +195,8 @@ def main(argv=None):
     args = sys.argv[1:] if argv is None else list(argv)
     out = next((a.split('=', 1)[1] for a in args if a.startswith('--json=')), None)
     train_args = [a for a in args if not a.startswith('--json=')]
-    from configurator import ConfigError
-    try:
-        steps, tail, device_type = count_syncs(train_args)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except RunFailed as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    from configurator import exit_on_error
+    steps, tail, device_type = exit_on_error(count_syncs, train_args, failed=(RunFailed,))
     print(describe(steps, tail, device_type), flush=True)
     if out:
         with open(out, 'w') as f:

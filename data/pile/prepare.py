@@ -10,38 +10,30 @@ with val.jsonl.zst and test.jsonl.zst at the top of the repository. With hugging
 versions: `huggingface-cli download`, same options):
     hf download monology/pile-uncopyrighted --repo-type dataset --include "train/00.jsonl.zst" --local-dir pile
     hf download monology/pile-uncopyrighted --repo-type dataset --include "val.jsonl.zst" --local-dir pile
-(--include "train/0[0-3].jsonl.zst" takes shards 00-03.) How many shards hold 20B tokens is not measured here:
-download a few and run with --max_tokens; the script warns when the input runs out first.
+(--include "train/0[0-3].jsonl.zst": shards 00-03.) How many shards hold 20B tokens is not measured here.
 
     # the paper's budget: config/let_pile.py reads 19,073 steps x 1,048,576 = 19,999,490,048 tokens, no window twice
     python data/pile/prepare.py --input 'pile/train/*.jsonl.zst' --val_input pile/val.jsonl.zst --max_tokens 20e9
     # parquet files (pip install ".[data]") whose text is in the column 'content'
     python data/pile/prepare.py --input 'corpus/*.parquet' --text_field content --max_tokens 20e9
-    # a quick trial: 20k documents, the first 2k of them for validation
-    python data/pile/prepare.py --input 'pile/train/00.jsonl.zst' --max_docs 20000
     # through the `datasets` library (streaming), when it is installed and online
     python data/pile/prepare.py --hf_dataset monology/pile-uncopyrighted
 
-Inputs: .jsonl or .json (a JSON object per line), plain, .gz or .zst; .parquet, streamed a row group at a time, its
-text column only. --text_field names the field or column (default 'text'). Without --val_input the first --val_docs
-documents become val.bin and the rest train.bin. Output order is the input order (files sorted by name within each
---input pattern), whatever --num_proc, so reruns are identical. Each document is followed by the tokenizer's
-<|endoftext|> (a blank line for 'byte').
+Inputs: .jsonl or .json (a JSON object per line), plain, .gz or .zst; .parquet, streamed a row group at a time.
+--text_field names the field or column (default 'text'). Without --val_input the first --val_docs documents
+become val.bin, the rest train.bin. Output order is the input order (files sorted by name within each pattern),
+whatever --num_proc. Each document ends with the tokenizer's <|endoftext|> (a blank line for 'byte').
 
 --max_tokens N (20e9 or 20000000000) ends train.bin at a document boundary once it holds N tokens: the document
 that reaches N is kept whole, so train.bin holds N to N + (its length - 1) tokens; input past it is never read.
 meta.json records max_tokens beside train_tokens. val.bin does not count.
 
-Resuming: after every input file and every COMMIT_EVERY_DOCS documents the bins (appended to) are fsynced, then
-out_dir/progress.json is atomically replaced: the settings, how far the input was consumed (file, documents into
-it) and the documents and tokens of each bin, never more than the bins hold. Re-running the same command truncates
-the bins to those lengths (a half-written tail goes), leaves finished files unopened, passes over the recorded
-documents of the current file without tokenising them (jsonl lines are counted, not parsed; whole parquet row
-groups are skipped; a --hf_dataset stream is re-read) and goes on, byte-identical to an uninterrupted run.
-progress.json goes once meta.json is written. The settings are the inputs (paths, sizes, modification times), the
-tokenizer, --text_field, --val_docs, --max_docs and --max_tokens (not --num_proc): a re-run with others is refused,
-naming them; --restart discards the unfinished run. A user error found in the input (a bad line, an empty split)
-deletes the unfinished run: fixing it changes the inputs anyway.
+Resuming: after every input file and every COMMIT_EVERY_DOCS documents the bins are fsynced, then progress.json
+(the settings, how far the input was consumed, each bin's length) is atomically replaced. Re-running the same
+command cuts the bins back to those lengths, skips what is done without tokenising it, and goes on, byte-identical
+to an uninterrupted run. A re-run with other inputs (paths, sizes, times), tokenizer, --text_field, --val_docs,
+--max_docs or --max_tokens is refused; --restart discards the unfinished run. An input error (a bad line, an empty
+split) deletes it: fixing it changes the inputs anyway.
 
 --tokenizer is a built-in name (byte, gpt2, smollm2) or a Hugging Face tokenizer: a model folder, its
 tokenizer.json, or a hub name; the data goes to data/pile/<its label>/ (e.g. --tokenizer=EleutherAI/pythia-160m
@@ -73,8 +65,7 @@ from data.tokenizer import dataset_label, get_tokenizer
 DOCS_PER_CHUNK = 256  # one unit of work for a tokenizer process: big enough to amortise the pickling
 COMMIT_EVERY_DOCS = 100_000  # a crash loses at most this much tokenising (minutes), besides the current file's rest
 PARQUET_BATCH_ROWS = 1024  # rows turned into Python strings at once; pyarrow holds one row group's column
-PROGRESS = "progress.json"
-SPLITS = ("train", "val")
+PROGRESS, SPLITS = "progress.json", ("train", "val")
 START_OVER = "re-run with --restart to start over"
 
 
