@@ -6,7 +6,6 @@ each process.
 """
 
 import argparse
-import contextlib
 import os
 import subprocess
 import sys
@@ -84,9 +83,8 @@ def test_a_file_the_safe_loader_refuses_is_never_unpickled_without_the_opt_in(tm
     does not read), the file is not retried with the full unpickler."""
     save = {'zip': {}, 'legacy': {'_use_new_zipfile_serialization': False}, 'protocol 4': {'pickle_protocol': 4}}
     path = malicious_checkpoint(tmp_path / 'ckpt.pt', tmp_path / 'marker', **save[kind])
-    with pytest.warns(UserWarning, match='protocol 4') if kind == 'protocol 4' else contextlib.nullcontext():
-        with pytest.raises(ConfigError) as refused:
-            read_checkpoint(path)
+    with pytest.raises(ConfigError) as refused:  # torch's warning about the protocol is silenced: one error
+        read_checkpoint(path)
     if kind != 'protocol 4':  # the other one cannot be parsed safely, so it is reported as unreadable
         assert isinstance(refused.value, UnsafeCheckpoint) and SYSTEM in str(refused.value)
     assert not (tmp_path / 'marker').exists()

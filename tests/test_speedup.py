@@ -245,7 +245,7 @@ def test_the_lr_grid_tunes_the_baseline_and_the_report_names_it_with_distillatio
     report = (out / 'report.md').read_text()
     assert 'Target: the final val loss of the baseline at learning rate 0.003, the best of 0.0003, 0.003' in report
     assert '| baseline | 0.003 (chosen) |' in report.replace('  ', ' ').replace('  ', ' ')
-    assert 'KD (SALT-style, weight falling to 0 at step 8): w0 1' in report
+    assert 'KD (SALT-style, weight falling linearly to 0 at step 8): w0 1' in report
     with_teacher = results['let'] + results['salt']
     assert all(r['teacher_step_ratio'] is not None for r in with_teacher)
     assert all((r['time_speedup_with_teacher'] is None) == (r['steps'] is None) for r in with_teacher)
