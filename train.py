@@ -216,14 +216,15 @@ def main(argv):
     if any(weights(iter_num)):
         teacher_dtype = DTYPES[dtype] if device.type == 'cuda' else torch.float32
         try:
-            teacher = load_teacher(cfg.teacher, device, teacher_dtype, trust=cfg.trust_checkpoint)
+            teacher = load_teacher(cfg.teacher, device, teacher_dtype, trust=cfg.trust_checkpoint,
+                                   layer=cfg.let_teacher_layer)
         except (OSError, ValueError, ImportError) as e:
             raise ConfigError(f"teacher={cfg.teacher!r}: {e}") from None
         check_teacher(teacher, meta, cfg.block_size, ckpt and ckpt['projector_width'])
         if use_compile:
             teacher.compile()
-        say(f"teacher: {cfg.teacher} ({teacher.n_params / 1e6:.1f}M parameters, "
-            f"width {teacher.width}, tokenizer {teacher.tokenizer})")
+        say(f"teacher: {cfg.teacher} ({teacher.n_params / 1e6:.1f}M parameters, width {teacher.width}, "
+            f"tokenizer {teacher.tokenizer}{'' if teacher.layer == -1 else f', LET aligns at block {teacher.layer}'})")
 
     # the student, LET's projectors P (one per aligned block k), the optimizer
     with torch.device('meta'):  # shapes only: no process ever allocates more than its own slices

@@ -260,15 +260,17 @@ def plain(value):
 
 
 def check_resume(ckpt, path, model_args, cfg):
-    """A checkpoint continues only the run that wrote it: the same model shape, teacher, aligned blocks and
-    projector. Anything else is an error, never a silent overwrite."""
+    """A checkpoint continues only the run that wrote it: the same model shape, teacher, aligned blocks (the
+    student's and the teacher's) and projector. Anything else is an error, never a silent overwrite."""
     saved = dataclasses.asdict(GPTConfig(**ckpt['model_args']))  # settings newer than the checkpoint: defaults
     if saved != model_args:
         diff = {k: (v, model_args.get(k)) for k, v in saved.items() if model_args.get(k) != v}
         raise ConfigError(f"{path} holds a model of another shape (checkpoint vs config: {diff}); use the "
                           f"checkpoint's settings, or another out_dir")
-    for k in ('teacher', 'let_layers', 'let_proj'):
-        saved, wanted = ckpt['config'][k], getattr(cfg, k)
+    for k in ('teacher', 'let_layers', 'let_teacher_layer', 'let_proj'):
+        # a checkpoint from before let_teacher_layer aligned with the teacher's final state: -1
+        saved = ckpt['config'].get(k, -1) if k == 'let_teacher_layer' else ckpt['config'][k]
+        wanted = getattr(cfg, k)
         if plain(saved) != plain(wanted):
             raise ConfigError(f"{path} was trained with {k}={saved!r}, the config says {wanted!r}; keep the "
                               f"checkpoint's value, or use another out_dir")

@@ -310,6 +310,13 @@ def machine(device_setting):
     return f"{platform.system()} {platform.release()}, {describe_machine(resolve_device(device_setting))}"
 
 
+def teacher_layer(run_cfg):
+    """The teacher's side of the layer pairing, in words (the paper's ablation pairs final or middle with early,
+    middle or late); settings saved before let_teacher_layer existed mean the final layer."""
+    j = getattr(run_cfg, 'let_teacher_layer', -1)
+    return "the teacher's final layer (after its final norm)" if j == -1 else f"the teacher's block {j} (from 0)"
+
+
 def let_settings(run_cfg):
     """The run's use of a teacher, in words: LET's settings, the distillation's, or none."""
     parts = [f"learning rate {run_cfg.learning_rate:g}"]
@@ -317,7 +324,8 @@ def let_settings(run_cfg):
         parts.append(f"teacher {run_cfg.teacher}")
     if uses_teacher(run_cfg) and run_cfg.let_lambda > 0:
         parts.append(f"LET: lambda0 {run_cfg.let_lambda:g}, S_stop {run_cfg.let_stop}, block(s) "
-                     f"k={list(run_cfg.let_layers)} (from 0), projector {run_cfg.let_proj}, loss {run_cfg.let_loss}")
+                     f"k={list(run_cfg.let_layers)} (from 0) aligned with {teacher_layer(run_cfg)}, projector "
+                     f"{run_cfg.let_proj}, loss {run_cfg.let_loss}")
     if uses_teacher(run_cfg) and run_cfg.kd_lambda > 0:
         kind = "RKD, constant"
         if run_cfg.kd_stop and run_cfg.kd_schedule == 'step':

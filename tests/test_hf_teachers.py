@@ -70,6 +70,25 @@ def test_teacher_reproduces_transformers_hidden_state_and_logits(hf_teachers, fa
     assert teacher.width == 64
 
 
+@pytest.mark.parametrize('family', FAMILIES)
+def test_teacher_layer_j_is_transformers_output_of_layer_j(hf_teachers, family):
+    """let_teacher_layer=j: the residual stream after block j, Hugging Face's hidden_states[j + 1] (not normed),
+    alone or beside the whole model's logits in one forward; layer -1 stays the final normed state."""
+    hf_model, folder = hf_teachers[family]
+    idx = torch.randint(0, 1024, (2, 64), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        out = hf_model(idx, output_hidden_states=True)
+    j = 0  # the tiny models have 2 layers: j < n_layer - 1, so hidden_states[j + 1] has no final norm
+    assert hf_model.config.num_hidden_layers == 2
+    teacher = load_teacher(folder, layer=j)
+    hidden, logits = teacher(idx, logits=True)
+    torch.testing.assert_close(hidden, out.hidden_states[j + 1], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(logits, out.logits, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(teacher.hidden(idx), hidden, atol=0, rtol=0)  # blocks 0..j only: the same state
+    assert teacher.width == 64
+    torch.testing.assert_close(load_teacher(folder).hidden(idx), out.hidden_states[-1], atol=1e-5, rtol=1e-5)
+
+
 def test_each_family_is_what_the_paper_names(hf_teachers):
     cfg = {family: load_teacher(folder).model.config for family, (_, folder) in hf_teachers.items()}
     assert (cfg['llama'].n_kv_head, cfg['llama'].tie_embeddings, cfg['llama'].rope_scaling) == (2, False, None)

@@ -255,6 +255,27 @@ def test_let_with_two_ddp_processes_averages_the_projector_and_matches_one_proce
     assert any(k.startswith('projectors.') for k in ddp.params())
 
 
+def test_let_teacher_layer_aligns_with_a_teacher_block_and_a_resume_must_keep_it(tiny_run, tiny_error,
+                                                                                   teacher_ckpt):
+    """The paper's layer-pairing ablation: let_teacher_layer=0 aligns block k with the teacher's first block
+    output instead of its final state, which changes training; a checkpoint continues only its own pairing."""
+    final = tiny_run('final', teacher=teacher_ckpt, **LET)
+    first = tiny_run('first', teacher=teacher_ckpt, **LET, let_teacher_layer=0)
+    assert 'LET aligns at block 0' in first.output and 'LET aligns at' not in final.output
+    align = [[r['align_loss'] for r in run.train_log()[:4]] for run in (final, first)]
+    assert all(a > 0 for a in align[1]) and align[0] != align[1]
+    assert [r['lm_loss'] for r in final.train_log()][1:] != [r['lm_loss'] for r in first.train_log()][1:]
+    message = tiny_error('first', teacher=teacher_ckpt, **LET, let_teacher_layer=1, init_from='resume')
+    assert 'was trained with let_teacher_layer=0, the config says 1' in message
+
+
+def test_a_teacher_layer_beyond_the_teachers_depth_is_one_clear_error(tiny_error, teacher_ckpt, tmp_path):
+    message = tiny_error('bad', teacher=teacher_ckpt, **LET, let_teacher_layer=5)
+    assert 'let_teacher_layer=5' in message and 'has 2 blocks' in message and '0..1' in message
+    assert not (tmp_path / 'bad' / 'log.jsonl').exists()
+    assert 'let_teacher_layer=-2 must be -1' in tiny_error('worse', teacher=teacher_ckpt, **LET, let_teacher_layer=-2)
+
+
 KD = dict(kd_lambda=1.0, kd_stop=4, kd_temperature=1.0)
 
 
