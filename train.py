@@ -310,7 +310,7 @@ def main(argv):
         """The checkpoint of step it: one file (rank 0), or every rank's shards (FSDP)."""
         state = checkpoint_state(cfg, it, gptconf, meta, projectors, scaler, calls, best_val_loss, watch.total)
         if sharded:
-            save_sharded(ckpt_path, state, {'student': raw_model, 'projectors': projectors}, optimizer)
+            save_sharded(ckpt_path, state, trained, optimizer)
         elif master:
             state.update(model=raw_model.state_dict(), optimizer=optimizer.state_dict(),
                          projectors=projectors.state_dict() if projectors is not None else None)
