@@ -116,8 +116,8 @@ def shard(model, device, world_size, dtype, projectors=None):
     for block in model.transformer.h:
         fully_shard(block, mesh=mesh, mp_policy=mp)
     fully_shard(model, mesh=mesh, mp_policy=mp)  # the root: what no block holds; tied weights too
-    for P in projectors if projectors is not None else ():
-        if any(True for _ in P.parameters()):  # 'interp' has none
+    for P in projectors or ():
+        if list(P.parameters()):  # 'interp' has none
             fully_shard(P, mesh=mesh, mp_policy=mp)  # each P: its forward gathers its weights
     return model
 
