@@ -357,15 +357,15 @@ class GPT(nn.Module):
             return h, self.lm_head(x)
         return h
 
-    def forward_flops_per_token(self, seq_len, head=True):
+    def forward_flops_per_token(self, seq_len, head=True, blocks=None):
         """Forward-pass FLOPs per token at sequence length seq_len: 2 per weight of every matmul (embedding
-        lookups excluded; the head unless head=False, as in final_hidden()) plus attention's two (T x T) matmuls,
-        counted in full as PaLM's appendix B does. A training step costs 3x this (backward = 2x forward)."""
-        cfg = self.config
-        matmul_weights = sum(m.weight.numel() for m in self.modules() if isinstance(m, nn.Linear))
-        if not head:
-            matmul_weights -= self.lm_head.weight.numel()
-        attention = 2 * 2 * cfg.n_layer * seq_len * cfg.n_embd  # q@k^T and att@v, each 2*T*n_embd per token
+        lookups excluded) plus attention's two (T x T) matmuls, counted in full as PaLM's appendix B does, in the
+        first `blocks` blocks (None: all of them) and the head unless head=False (as in final_hidden()). A
+        training step costs 3x this (backward = 2x forward)."""
+        run = self.transformer.h[:self.config.n_layer if blocks is None else blocks]
+        linears = [m for block in run for m in block.modules() if isinstance(m, nn.Linear)]
+        matmul_weights = sum(m.weight.numel() for m in linears + ([self.lm_head] if head else []))
+        attention = 2 * 2 * len(run) * seq_len * self.config.n_embd  # q@k^T and att@v, each 2*T*n_embd per token
         return 2 * matmul_weights + attention
 
     def configure_optimizers(self, weight_decay, learning_rate, betas, extra_params=()):

@@ -58,14 +58,17 @@ def step_seed(seed, rank, it):
 
 
 def step_flops(model, teacher, block_size, tokens):
-    """FLOPs of one training step on `tokens` tokens: (the student's, the teacher's body, the teacher's head).
-    The student's step is 3 forwards (backward = 2); the teacher runs one forward, its head only for KD. MFU
-    divides one process's FLOPs by one device's peak, as nanoGPT's estimate_mfu does."""
+    """FLOPs of one training step on `tokens` tokens: (the student's, the teacher's forward for LET alone, its
+    forward with logits for KD). The student's step is 3 forwards (backward = 2); the teacher runs one forward:
+    for LET alone only as far as its layer (all of its blocks for the final state, blocks 0..j for block j), with
+    KD all of it and its head. MFU divides one process's FLOPs by one device's peak, as nanoGPT's estimate_mfu
+    does."""
     student = 3 * model.forward_flops_per_token(block_size) * tokens
     if teacher is None:
         return student, 0, 0
-    body = teacher.model.forward_flops_per_token(block_size, head=False) * tokens
-    return student, body, teacher.model.forward_flops_per_token(block_size) * tokens - body
+    blocks = None if teacher.layer == -1 else teacher.layer + 1
+    hidden = teacher.model.forward_flops_per_token(block_size, head=False, blocks=blocks) * tokens
+    return student, hidden, teacher.model.forward_flops_per_token(block_size) * tokens
 
 
 class TeacherCalls:
@@ -117,8 +120,8 @@ def train_record(it, means, grad_norm, lam, w, lr, dt, tokens_per_iter, flops, p
     """The log interval's record for log.jsonl and its printed line. means: the interval's mean loss, lm,
     align, cos, kd; dt: its mean step time; flops: step_flops() of one process."""
     loss, lm, align, cos, kd = means
-    flops_student, flops_body, flops_head = flops
-    flops_teacher = (flops_body if lam > 0 or w > 0 else 0) + (flops_head if w > 0 else 0)
+    flops_student, flops_hidden, flops_logits = flops
+    flops_teacher = flops_logits if w > 0 else flops_hidden if lam > 0 else 0
     mfu = flops_student / dt / peak if peak else None
     mfu_all = (flops_student + flops_teacher) / dt / peak if peak else None
     cuda = device.type == 'cuda'

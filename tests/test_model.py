@@ -83,6 +83,20 @@ def test_flops_per_token_matches_a_count(flavour):
     assert model.forward_flops_per_token(T, head=False) == counter.get_total_flops() / idx.numel() + attention
 
 
+@FLAVOURS
+def test_flops_of_a_teacher_stopping_at_block_j_count_blocks_0_to_j_only(flavour):
+    """LET aligned with the teacher's block j runs blocks 0..j and no head: MFU must count that, not all."""
+    model = make(flavour)
+    T = 16
+    idx = torch.randint(0, 64, (2, T))
+    for j in range(model.config.n_layer):
+        with FlopCounterMode(display=False) as counter:
+            model.final_hidden(idx, layer=j)
+        attention = 2 * 2 * (j + 1) * T * model.config.n_embd
+        assert model.forward_flops_per_token(T, head=False, blocks=j + 1) == \
+            counter.get_total_flops() / idx.numel() + attention
+
+
 @pytest.mark.parametrize('bad, message', [
     (dict(n_embd=30, n_head=4), 'not divisible by n_head'),
     (dict(n_kv_head=3), 'not a multiple of n_kv_head'),

@@ -82,6 +82,23 @@ def test_mfu_counts_the_flops_of_one_process_over_one_devices_peak(shakespeare_b
     assert 2 * ddp.train_log()[0]['flops_student'] == single.train_log()[0]['flops_student']
 
 
+def test_the_teachers_flops_follow_the_layer_it_stops_at_and_kd_runs_all_of_it():
+    """step_flops' teacher figures, what 'mfu with teacher' adds: LET with the teacher's block 0 runs one of its
+    two blocks; LET with its final state runs both; KD runs both and the head, whatever the layer."""
+    from model import GPT, GPTConfig
+    from teacher import Teacher
+    from train import step_flops
+    student = GPT(GPTConfig(block_size=16, vocab_size=64, n_layer=3, n_head=4, n_embd=32))
+    net = GPT(GPTConfig(block_size=16, vocab_size=64, n_layer=2, n_head=2, n_embd=16))
+    per_token = lambda **kw: net.forward_flops_per_token(16, **kw) * 100
+    for layer, blocks in ((-1, 2), (0, 1), (1, 2)):
+        _, hidden, logits = step_flops(student, Teacher(net, 'byte', 'tiny', layer=layer), 16, 100)
+        assert hidden == per_token(head=False, blocks=blocks)
+        assert logits == per_token()
+    assert step_flops(student, Teacher(net, 'byte', 'tiny', layer=0), 16, 100)[1] < \
+        step_flops(student, Teacher(net, 'byte', 'tiny'), 16, 100)[1]
+
+
 @pytest.mark.parametrize('first, then', [('float32', 'float16'), ('float16', 'float32')])
 def test_a_run_resumes_in_another_dtype_with_or_without_a_loss_scaler(tiny_run, first, then):
     """A float16 run keeps a loss scaler, which a run in another dtype saves empty: resuming across the two
