@@ -16,6 +16,8 @@ Every TrainConfig setting (configurator.py) is valid here and shared by all stud
                  the lowest mean final val loss over the seeds sets the target, and the variants run at it.
                  Empty: learning_rate alone, and the report says the baseline is untuned
   tune_variants  True: every variant also runs over lr_grid and is reported at its own best
+  groups         {ablation: (variant names) or {row label: variant name}}: the report adds, for each, a table of
+                 the baseline and those variants and a plot of their curves (a variant may be in several)
   teacher_train  overrides that train the teacher first when `teacher` is a ckpt.pt that does not exist yet
   jobs           runs trained at once, each with cpu_count // jobs threads (output in out_dir/train.out);
                  0: one per CPU core, one thread each (then the results do not depend on the core count).
@@ -66,6 +68,7 @@ REPO_DIR = os.path.dirname(os.path.abspath(__file__))
 class SpeedupConfig(TrainConfig):
     variants: dict = field(default_factory=lambda: {'let': {}})  # name -> TrainConfig overrides of one run
     seeds: tuple = (1337,)            # student seeds; `seed` itself only seeds the teacher's training
+    groups: dict = field(default_factory=dict)  # ablation -> its variants: a table and a plot each in the report
     teacher_train: dict = field(default_factory=dict)  # overrides that train a missing ckpt.pt teacher
     lr_grid: tuple = ()               # learning rates for the baseline; the best one sets the target (empty:
                                       # learning_rate alone, and the report says the baseline is untuned)
@@ -321,6 +324,13 @@ def check_settings(cfg):
                 not name.replace('-', '').replace('_', '').replace('.', '').isalnum():
             raise ConfigError(f"variants: {name!r}: {overrides!r} must be a name (letters, digits, - _ .; not "
                               f"'baseline') and a dict of TrainConfig overrides")
+    for group, members in cfg.groups.items():
+        names = members.values() if isinstance(members, dict) else members
+        unknown = [name for name in names if name not in cfg.variants]
+        if not isinstance(group, str) or not group.replace('-', '').replace('_', '').isalnum() or unknown or \
+                not names:
+            raise ConfigError(f"groups: {group!r}: {members!r} must be a name (letters, digits, - _) and variant "
+                              f"names{f'; not variants: {unknown}' if unknown else ''}")
 
 
 def plan_runs(cfg):

@@ -361,6 +361,31 @@ def target_line(cfg, best_lr, grids):
             f"it may overstate the gain; set lr_grid to tune it.")
 
 
+def group_rows(members):
+    """[(row label, variant name)] of one of speedup.py's groups: a tuple of names, or {label: name}."""
+    return list(members.items()) if isinstance(members, dict) else [(name, name) for name in members]
+
+
+def group_sections(cfg, results, curves, targets, stops, charged):
+    """For each of cfg.groups (speedup.py: one ablation each): its table (the baseline's row, then its variants')
+    and its plot, ablation_<group>.png; returns the report's lines. A group's training time is the sum of
+    train_time over its variants' runs (all seeds; a run in two groups counts in both)."""
+    md = []
+    for group, members in cfg.groups.items():
+        rows = group_rows(members)
+        text = speedup_table({label: results[name] for label, name in rows}, charged)
+        seconds = sum(c[-1]['train_time'] for _, name in rows for c in curves[name])
+        plot = f'ablation_{group}.png'
+        plot_curves({'baseline': curves['baseline'], **{label: curves[name] for label, name in rows}}, 'iter',
+                    os.path.join(cfg.speedup_dir, plot), f'{group}: validation loss vs steps',
+                    targets, {label: stops[name] for label, name in rows})
+        print(f"\n{group}\n{text}")
+        md += [f'### {group}', '', text, '',
+               f"{len(rows)} variant(s) x {len(cfg.seeds)} seed(s); their training time: {seconds:.0f} s in all "
+               f"(train_time summed over the runs).", '', f'![{group}]({plot})', '']
+    return ['## Ablations', '', *md] if md else []
+
+
 def write_report(cfg, command, runs, best_lr, results, teacher, total_time):
     """Console table, report.md and the two plots in speedup_dir. runs and best_lr: every run trained and the
     learning rate each is reported at (see best_rate); results: speedups()."""
@@ -431,7 +456,7 @@ def write_report(cfg, command, runs, best_lr, results, teacher, total_time):
            "for LET) and after (identical work: far from 1.00x means the machine's load changed during the runs, "
            "and wall-clock numbers should not be trusted)."
            + (" Several seeds: mean ± sample std [min..max]." if len(seeds) > 1 else ''), '',
-           '## Learning rates', '', lr_table, '']
+           *group_sections(cfg, results, curves, targets, stops, charged), '## Learning rates', '', lr_table, '']
     if len(seeds) > 1 or any(r['steps'] is None for per_seed in results.values() for r in per_seed):
         md += ['## Per seed', '', seed_table(results, seeds), '']
     md += ['![val loss vs steps](val_loss_vs_steps.png)', '', '![val loss vs training time](val_loss_vs_time.png)', '']

@@ -1,6 +1,7 @@
 # The paper's setting without its teacher: a LLaMA-style student of about 1.4B parameters on the Pile, in
 # SmolLM2's vocabulary (the tokenizer the LET run needs), on 8 GPUs of 80 GB.
-#   python data/pile/prepare.py --input '/path/to/pile/train/*.jsonl.zst' --val_input '/path/to/pile/val.jsonl.zst'
+#   python data/pile/prepare.py --input '/data/pile/train/*.jsonl.zst' --val_input /data/pile/val.jsonl.zst \
+#       --max_tokens 20e9         (the paper's budget; docs/training.md: where the Pile is found today)
 #   torchrun --standalone --nproc_per_node=8 train.py config/baseline_pile.py
 out_dir = 'out-pile-baseline'
 dataset = 'pile/smollm2'

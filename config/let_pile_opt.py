@@ -1,7 +1,8 @@
 # The paper's 1.4B setting with its OPT-125M teacher (768 wide, 12 layers, ReLU), from its Hugging Face files.
 # OPT numbers GPT-2's BPE tokens its own way (50,265 ids, </s> ends a document), so the data is made with OPT's
 # tokenizer (its folder ships vocab.json and merges.txt, which load as well as a tokenizer.json):
-#   python data/pile/prepare.py --tokenizer=facebook/opt-125m --input ... --val_input ...   # -> data/pile/opt-125m
+#   python data/pile/prepare.py --tokenizer=facebook/opt-125m --input ... --val_input ... \
+#       --max_tokens 20e9                                                        # -> data/pile/opt-125m
 #   torchrun --standalone --nproc_per_node=8 train.py config/let_pile_opt.py
 # and its baseline on the same data:
 #   torchrun --standalone --nproc_per_node=8 train.py config/baseline_pile.py --dataset=pile/opt-125m \

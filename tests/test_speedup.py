@@ -175,6 +175,8 @@ def test_a_bad_variant_is_an_error_before_anything_is_trained(shakespeare_byte, 
         speedup.main([], tiny_speedup(tmp_path, shakespeare_byte, variants={'let': {'batch_size': 8}}))
     with pytest.raises(ConfigError, match=r"variant 'let'.*let_layers=\(5,\)"):
         speedup.main([], tiny_speedup(tmp_path, shakespeare_byte, variants={'let': {'let_layers': (5,)}}))
+    with pytest.raises(ConfigError, match=r"groups: 'k'.*not variants: \['k9'\]"):
+        speedup.main([], tiny_speedup(tmp_path, shakespeare_byte, groups={'k': ('let', 'k9')}))
     with pytest.raises(ConfigError, match="unknown setting 'seed_list'"):
         speedup.main(['--seed_list=(1, 2)'])
     assert not (tmp_path / 'teacher').exists() and not (tmp_path / 'speedup').exists()
@@ -194,7 +196,7 @@ def one_thread(monkeypatch):
 
 
 def test_the_whole_check_trains_teacher_and_runs_then_reports_and_reuses_them(shakespeare_byte, tmp_path, one_thread):
-    cfg = tiny_speedup(tmp_path, shakespeare_byte)
+    cfg = tiny_speedup(tmp_path, shakespeare_byte, groups={'projector': {'linear P': 'let', 'interp': 'let-interp'}})
     results = speedup.main([], cfg)
     out = tmp_path / 'speedup'
     assert (tmp_path / 'teacher' / 'ckpt.pt').exists()  # trained first, where `teacher` points
@@ -210,6 +212,12 @@ def test_the_whole_check_trains_teacher_and_runs_then_reports_and_reuses_them(sh
         assert sum(row.startswith(f'| {name} ') for row in rows) == 5  # speedup, gap, lr tables; a row per seed
     assert 'python speedup.py' in report and 'torch ' + torch.__version__ in report
     assert 'trained here' in report
+    # a group (an ablation): its own table, the baseline's row first, its rows by their labels, and its plot
+    section = report.split('### projector')[1].split('##')[0]
+    assert [row.split('|')[1].strip() for row in section.splitlines() if row.startswith('| ')] == \
+        ['run', 'baseline', 'linear P', 'interp']
+    assert '](ablation_projector.png)' in section
+    assert (out / 'ablation_projector.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     assert 'Target: the final val loss of an UNTUNED baseline (learning rate 0.003 only)' in report
     assert set(results) == {'let', 'let-interp'} and all(len(r) == 2 for r in results.values())
 
