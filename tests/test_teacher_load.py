@@ -15,7 +15,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from model import GPT, GPTConfig  # noqa: E402
-from teacher import load_teacher  # noqa: E402
+from configurator import ConfigError  # noqa: E402
+from teacher import Teacher, check_teacher, load_teacher  # noqa: E402
 from data.tokenizer import get_tokenizer, smollm2_gguf_path  # noqa: E402
 
 
@@ -323,3 +324,18 @@ def test_smollm2_teacher_knows_english(smollm2):
     real, noise = loss(ids), loss(shuffled)
     assert real < 0.6 * noise, (real, noise)
     assert real < 4.0  # measured 3.42 (perplexity ~30, a 4-bit 135M model); shuffled 6.99
+
+
+def test_smollm2_teacher_gives_a_middle_block_for_the_layer_pairing(smollm2):
+    """let_teacher_layer with the GGUF teacher: block 14 of 30 (the paper's "middle"), computed by running blocks
+    0..14 only, is the same state the whole forward passes through, and a block beyond 29 is refused."""
+    teacher, tok = smollm2
+    middle = Teacher(teacher.model, teacher.tokenizer, teacher.spec, layer=14)
+    ids = torch.tensor([tok.encode('The capital of France is')])
+    whole, logits = middle(ids, logits=True)
+    torch.testing.assert_close(middle.hidden(ids), whole, atol=0, rtol=0)
+    assert whole.shape == (1, ids.shape[1], 576) and not torch.allclose(whole, teacher.hidden(ids))
+    meta = {'tokenizer': 'smollm2', 'vocab_size': 49152}
+    check_teacher(middle, meta, 64)
+    with pytest.raises(ConfigError, match='let_teacher_layer=30: .* has 30 blocks'):
+        check_teacher(Teacher(teacher.model, teacher.tokenizer, teacher.spec, layer=30), meta, 64)
