@@ -11,7 +11,8 @@ let_loss = 'cosine'        # 1 - cos, the paper's negative cosine
 let_proj = 'interp'        # the paper's parameter-free resize of the teacher state (576 -> 2048)
 # k: the paper aligns "an early layer" without naming it. Block index 3 (the 4th of 24, one sixth of the depth)
 # is our choice: early enough that 20 blocks stay free to go beyond a 135M model, late enough that a few blocks
-# can build a state comparable to a 30-layer teacher's final one. (Our CPU sweep at 4 blocks preferred the 2nd.)
+# can build a state comparable to a 30-layer teacher's final one. (Our CPU runs preferred the 2nd block, of 4 in
+# the November sweep and of 3 in the December ablations: records/.)
 let_layers = (3,)
 # S_stop: also unstated. 2,000 steps = 2.1B tokens, about 10% of the run: LET's gain is early acceleration, and
 # the teacher's cost (about 8% of throughput while it runs, per the paper) is then under 1% of the whole run.
