@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 import torch
 
 from components.checkpoint import load_checkpoint, plain, read_log
-from components.speedup_report import best_rate, speedups, teacher_ckpt, teacher_info, write_report
+from components.speedup_report import best_rate, group_rows, speedups, teacher_ckpt, teacher_info, write_report
 from components.speedup_report import compare  # noqa: F401 (the GPU check in tools/ imports it from here)
 from components.system import resolve_device
 from configurator import ConfigError, TrainConfig, check_config, exit_on_error, load_config, to_args
@@ -310,6 +310,11 @@ def teacher_plan(cfg):
     return None, 'given'
 
 
+def is_name(text, marks):
+    """Whether text is letters and digits, with the punctuation in marks: a run folder's or a plot file's name."""
+    return isinstance(text, str) and text.translate({ord(mark): None for mark in marks}).isalnum()
+
+
 def check_settings(cfg):
     """speedup.py's own settings, checked before any compute is spent (each run's own: run_config)."""
     if not cfg.teacher:
@@ -320,15 +325,13 @@ def check_settings(cfg):
     if cfg.jobs < 0 or not all(isinstance(lr, float) and lr > 0 for lr in cfg.lr_grid):
         raise ConfigError(f"jobs={cfg.jobs} must be >= 0 and lr_grid={cfg.lr_grid} positive floats")
     for name, overrides in cfg.variants.items():
-        if not isinstance(overrides, dict) or not isinstance(name, str) or name == 'baseline' or \
-                not name.replace('-', '').replace('_', '').replace('.', '').isalnum():
+        if not isinstance(overrides, dict) or name == 'baseline' or not is_name(name, '-_.'):
             raise ConfigError(f"variants: {name!r}: {overrides!r} must be a name (letters, digits, - _ .; not "
                               f"'baseline') and a dict of TrainConfig overrides")
     for group, members in cfg.groups.items():
-        names = members.values() if isinstance(members, dict) else members
+        names = [name for _, name in group_rows(members)]
         unknown = [name for name in names if name not in cfg.variants]
-        if not isinstance(group, str) or not group.replace('-', '').replace('_', '').isalnum() or unknown or \
-                not names:
+        if not is_name(group, '-_') or unknown or not names:
             raise ConfigError(f"groups: {group!r}: {members!r} must be a name (letters, digits, - _) and variant "
                               f"names{f'; not variants: {unknown}' if unknown else ''}")
 

@@ -1,7 +1,7 @@
 # The paper's ablations of LET, small: each variant changes one of LET's settings in the CPU demo
 # (config/let_shakespeare.py: lambda0 = 100, S_stop = 125 of 250 steps, k = 1, a linear P, the cosine loss, the
 # teacher's final state) and keeps everything else: the demo's student, teacher, data, tuned baseline and seeds.
-# $ python speedup.py config/ablations_shakespeare.py        (about 20 minutes on 2 cores)
+# $ python speedup.py config/ablations_shakespeare.py        (14 minutes on 2 cores: records/2026-12_let_ablations)
 # The report, out-ablations-shakespeare/report.md, has one table and one plot per ablation (`groups`).
 import os
 exec(open(os.path.join(os.path.dirname(__file__), 'speedup_shakespeare.py')).read())
