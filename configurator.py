@@ -102,7 +102,8 @@ class TrainConfig:
 
 def check_config(cfg):
     """Settings that cannot work, caught before any data is read or compute spent."""
-    from let import ALIGN_LOSSES, KD_SCHEDULES, PROJECTORS
+    from distill import KD_SCHEDULES
+    from let import ALIGN_LOSSES, PROJECTORS
 
     def need(ok, msg):
         if not ok:

@@ -29,7 +29,8 @@ from components.checkpoint import checkpoint_path, find_checkpoint, load_scaler,
 from configurator import ConfigError, TrainConfig, check_config, exit_on_error, load_config
 from configurator import model_config
 from data.common import TokenWindows, check_dataset, resolve_data_dir
-from let import alignment_loss, kd_loss, kd_weight, let_lambda, make_projectors
+from distill import kd_loss, kd_weight
+from let import alignment_loss, let_lambda, make_projectors
 from model import GPT, padded_vocab
 from components.parallel import NonFiniteSteps, all_reduce_grads, init_distributed, micro_steps, optimizer_step
 from components.parallel import set_gradient_sync, shard, wrap

@@ -6,7 +6,7 @@ import re
 import pytest
 import torch
 
-import tools.bench as bench
+import dev.bench as bench
 from model import GPT, GPTConfig
 from teacher import load_teacher
 

@@ -1,4 +1,4 @@
-"""tools/gpu_check.py (the one-command GPU acceptance run) in its --cpu mode, its budget, tools/host_syncs.py, and
+"""dev/gpu_check.py (the one-command GPU acceptance run) in its --cpu mode, its budget, dev/host_syncs.py, and
 bench_nanogpt.py's presets: the logic a GPU run depends on, exercised where there is no GPU."""
 
 import json
@@ -11,17 +11,17 @@ import types
 import pytest
 import torch
 
-import tools.bench_nanogpt as bench_nanogpt
+import dev.bench_nanogpt as bench_nanogpt
 from conftest import ENV, REPO, TINY
 from configurator import to_args
-from tools import gpu_check, gpu_checks, gpu_harness, host_syncs
+from dev import gpu_check, gpu_checks, gpu_harness, host_syncs
 
 
 # ----------------------------------------------------------------------------- the whole script
 
 def test_the_cpu_mode_runs_every_check_end_to_end_and_writes_both_reports(shakespeare_byte, tmp_path):
     out = tmp_path / 'check'
-    done = subprocess.run([sys.executable, '-m', 'tools.gpu_check', '--cpu', f'--out={out}'], cwd=REPO, env=ENV,
+    done = subprocess.run([sys.executable, '-m', 'dev.gpu_check', '--cpu', f'--out={out}'], cwd=REPO, env=ENV,
                           capture_output=True, text=True, timeout=600)
     print(done.stdout[-6000:], done.stderr[-3000:])  # shown when the test fails
     report = json.loads((out / 'gpu_check.json').read_text())
@@ -127,7 +127,7 @@ def test_a_command_past_its_deadline_is_ended_with_what_it_started(tmp_path):
 def test_the_gpu_modes_commands_are_valid_settings(shakespeare_byte, tmp_path, monkeypatch):
     """What each check runs on a GPU, read by the programs' own parsers here: a misspelt setting must not wait
     for a GPU session to show."""
-    from tools.bench import parse_args as bench_args
+    from dev.bench import parse_args as bench_args
     from configurator import TrainConfig, check_config, load_config
     from speedup import SpeedupConfig
     monkeypatch.chdir(REPO)
@@ -162,7 +162,7 @@ def test_the_gpu_modes_commands_are_valid_settings(shakespeare_byte, tmp_path, m
     cfg = train_config(cmds['smoke-fp16'][cmds['smoke-fp16'].index('train.py') + 1:])
     assert cfg.dtype == 'float16' and cfg.data_parallel == 'ddp'
     syncs = cmds['host_syncs']
-    assert syncs[1:3] == ['-m', 'tools.host_syncs'] and syncs[-1].startswith('--json=')
+    assert syncs[1:3] == ['-m', 'dev.host_syncs'] and syncs[-1].startswith('--json=')
     assert train_config(syncs[3:-1]).teacher == 'smollm2-135m'
     cfg = load_config(SpeedupConfig, cmds['speedup'][2:])
     check_config(cfg)
@@ -220,11 +220,11 @@ SYNC_RUN = dict(TINY, max_iters=10, lr_decay_iters=10, log_interval=4, eval_inte
 
 @pytest.fixture(scope='module')
 def plain_syncs(shakespeare_byte, tmp_path_factory):
-    """tools.host_syncs on a plain run as a user runs it: its JSON list."""
+    """dev.host_syncs on a plain run as a user runs it: its JSON list."""
     tmp = tmp_path_factory.mktemp('syncs')
     out = tmp / 'syncs.json'
     args = to_args(dict(SYNC_RUN, dataset=shakespeare_byte, out_dir=str(tmp / 'run')))
-    done = subprocess.run([sys.executable, '-m', 'tools.host_syncs', *args, f'--json={out}'], cwd=REPO, env=ENV,
+    done = subprocess.run([sys.executable, '-m', 'dev.host_syncs', *args, f'--json={out}'], cwd=REPO, env=ENV,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert 'steps that neither log nor evaluate: ' in done.stdout

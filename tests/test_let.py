@@ -8,11 +8,12 @@ import torch
 
 from components.checkpoint import FORMAT
 from conftest import TINY, max_diff, run_train, trained
-from let import KD_CHUNK_BYTES, Projector, alignment_loss, kd_loss, kd_weight, let_lambda, make_projectors
+from distill import KD_CHUNK_BYTES, kd_loss, kd_weight
+from let import Projector, alignment_loss, let_lambda, make_projectors
 from model import GPT, GPTConfig
 from teacher import load_teacher
 from test_train import TORCHRUN
-from tools.kd_memory import measure, reference_kd_loss
+from dev.kd_memory import measure, reference_kd_loss
 
 LET = dict(let_lambda=1.0, let_stop=4, let_layers=(0,), let_proj='linear')
 
@@ -198,7 +199,7 @@ def test_kd_loss_refuses_teacher_logits_that_need_a_gradient():
 
 def test_kd_loss_memory_stays_a_few_chunks_not_whole_logits_tensors():
     """At the paper's V 49,152 (SmolLM2's vocabulary), 2,048 tokens: one (tokens, V) fp32 tensor is 403 MB. The
-    unchunked formula's forward + backward held 4 of them above its inputs and gradient (tools/kd_memory.py's
+    unchunked formula's forward + backward held 4 of them above its inputs and gradient (dev/kd_memory.py's
     reference: 4.00x); kd_loss holds about 3 chunks of KD_CHUNK_BYTES. Measured in a fresh process (peak RSS)."""
     r = measure('let', tokens=2048, vocab=49152)
     assert KD_CHUNK_BYTES <= r['extra_bytes'] and r['extra_tensors'] < 0.75

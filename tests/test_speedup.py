@@ -1,4 +1,4 @@
-"""speedup.py and its report (components/speedup_report.py): the arithmetic on curves whose answers are known,
+"""speedup.py and its report (speedup_report.py): the arithmetic on curves whose answers are known,
 the runs' settings, and the whole check end to end."""
 
 import dataclasses
@@ -10,7 +10,7 @@ import torch
 import speedup
 from components import speedup_report
 from components.checkpoint import plain
-from components.speedup_report import aggregate, compare, fmt_stat, interp_at, steps_to_reach
+from speedup_report import aggregate, compare, fmt_stat, interp_at, steps_to_reach
 from configurator import ConfigError, TrainConfig, load_config
 from conftest import REPO, TINY, read_log
 from speedup import job_slots, slot_env, visible_gpus

@@ -1,6 +1,6 @@
-"""let.kd_loss's memory and time against the unchunked formula it replaced, forward + backward, side by side.
+"""distill.kd_loss's memory and time against the unchunked formula it replaced, forward + backward, side by side.
 
-    python -m tools.kd_memory [--tokens 4096] [--vocab 49152] [--width W] [--dtype float32] [--device cpu]
+    python -m dev.kd_memory [--tokens 4096] [--vocab 49152] [--width W] [--dtype float32] [--device cpu]
 
 Extra peak memory is what a call and its backward hold above their inputs and the student's gradient (which
 the training step needs anyway), shown in bytes and in (tokens, V) fp32 tensors: the unchunked formula holds
@@ -28,7 +28,7 @@ ENV = dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536')
 
 
 def reference_kd_loss(student_logits, teacher_logits, vocab_size, temperature=1.0):
-    """let.kd_loss before it was chunked: whole fp32 (B, T, V) log-softmaxes of both, autograd through them."""
+    """distill.kd_loss before it was chunked: whole fp32 (B, T, V) log-softmaxes of both, autograd through them."""
     tau = temperature
     log_p_student = F.log_softmax(student_logits[..., :vocab_size].float() / tau, dim=-1)
     log_p_teacher = F.log_softmax(teacher_logits[..., :vocab_size].float() / tau, dim=-1)
@@ -39,7 +39,7 @@ def reference_kd_loss(student_logits, teacher_logits, vocab_size, temperature=1.
 def implementation(name):
     if name == 'reference':
         return reference_kd_loss
-    from let import kd_loss
+    from distill import kd_loss
     return kd_loss
 
 
@@ -94,8 +94,8 @@ def measure_here(name, tokens, vocab, width, dtype='float32', device='cpu', temp
 
 
 def measure(name, tokens=4096, vocab=49152, width=None, dtype='float32', device='cpu', temperature=2.0, repeats=1):
-    """measure_here in a fresh process (python -m tools.kd_memory --child NAME ...): its peak is this call's."""
-    cmd = [sys.executable, '-m', 'tools.kd_memory', '--child', name, '--tokens', str(tokens), '--vocab', str(vocab),
+    """measure_here in a fresh process (python -m dev.kd_memory --child NAME ...): its peak is this call's."""
+    cmd = [sys.executable, '-m', 'dev.kd_memory', '--child', name, '--tokens', str(tokens), '--vocab', str(vocab),
            '--width', str(width or vocab), '--dtype', dtype, '--device', device, '--temperature', str(temperature),
            '--repeats', str(repeats)]
     out = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
@@ -105,7 +105,7 @@ def measure(name, tokens=4096, vocab=49152, width=None, dtype='float32', device=
 
 
 def differences(tokens, vocab, width, dtype, device, temperature):
-    """Max |loss difference| and max |gradient difference| between let.kd_loss and the reference."""
+    """Max |loss difference| and max |gradient difference| between distill.kd_loss and the reference."""
     results = []
     for name in ('reference', 'let'):
         student, teacher = inputs(tokens, vocab, width, dtype, device)
@@ -138,7 +138,7 @@ def main():
           f"tau {a.temperature}, on {a.device} ({torch.get_num_threads()} threads); "
           f"one (tokens, V) fp32 tensor = {one / 1e6:.0f} MB")
     print(f"{'':<22}{'extra peak (bytes)':>20}{'x (tokens, V) fp32':>20}{'time (s)':>10}")
-    for name, label in (('reference', 'reference (unchunked)'), ('let', 'let.kd_loss')):
+    for name, label in (('reference', 'reference (unchunked)'), ('let', 'distill.kd_loss')):
         r = measure(name, a.tokens, a.vocab, width, a.dtype, a.device, a.temperature, a.repeats)
         print(f"{label:<22}{r['extra_bytes']:>20,}{r['extra_tensors']:>20.2f}{r['seconds']:>10.3f}")
     d_loss, d_grad = differences(a.tokens, a.vocab, width, a.dtype, a.device, a.temperature)

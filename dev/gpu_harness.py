@@ -1,4 +1,4 @@
-"""How tools/gpu_check.py runs its checks: each under a time limit carved from the budget (allot), their commands
+"""How dev/gpu_check.py runs its checks: each under a time limit carved from the budget (allot), their commands
 ended, with all they started, at the check's deadline (Context.run), and the report as JSON and a markdown table."""
 
 import json

@@ -1,20 +1,20 @@
 """One command on one GPU, under ten minutes: does this repository do on a card what it claims?
 
-    python -m tools.gpu_check --nanogpt=/tmp/nanoGPT [--out=out-gpu-check] [--budget_s=600]
-    python -m tools.gpu_check --cpu --out=/tmp/gpu-check     # the same logic on a CPU (tests/test_gpu_check.py)
+    python -m dev.gpu_check --nanogpt=/tmp/nanoGPT [--out=out-gpu-check] [--budget_s=600]
+    python -m dev.gpu_check --cpu --out=/tmp/gpu-check     # the same logic on a CPU (tests/test_gpu_check.py)
 
-Five checks (tools/gpu_checks.py), in this order, each a function returning its figures and a status (pass, fail,
-or skipped with the reason), each under its own time limit carved from --budget_s by allot() (tools/gpu_harness.py,
+Five checks (dev/gpu_checks.py), in this order, each a function returning its figures and a status (pass, fail,
+or skipped with the reason), each under its own time limit carved from --budget_s by allot() (dev/gpu_harness.py,
 which also runs the commands and writes the report): a check that does not fit in what is left is skipped and says
 so.
   1. nanogpt     train.py's plain step against nanoGPT's train.py on GPT-2 124M (bf16, compiled, batch 16 x 1024),
-                 interleaved: tools/bench_nanogpt.py --preset=gpt2-124m-gpu. Target: ours / nanoGPT <= 1.00.
-  2. let_cost    tools/bench.py with the SmolLM2-135M teacher and config/let_smollm2_gpu.py's LLaMA-style student: LET's
+                 interleaved: dev/bench_nanogpt.py --preset=gpt2-124m-gpu. Target: ours / nanoGPT <= 1.00.
+  2. let_cost    dev/bench.py with the SmolLM2-135M teacher and config/let_smollm2_gpu.py's LLaMA-style student: LET's
                  overhead within 1 point of its FLOP floor, none after S_stop (within noise), the teacher's memory
                  returned at S_stop, MFU.
   3. smoke       a 1-GPU torchrun FSDP run with a learned projector and compile, and an fp16 run (one process,
                  GradScaler, eager): finite losses; their final val loss and step time.
-  4. host_syncs  tools/host_syncs.py on a LET run: the steps that neither log nor evaluate wait for the device
+  4. host_syncs  dev/host_syncs.py on a LET run: the steps that neither log nor evaluate wait for the device
                  0 times.
   5. speedup     config/speedup_smollm2.py shortened to the time left (one seed, LET only, the untuned baseline):
                  LET reaches the baseline's final val loss in fewer steps.
@@ -41,8 +41,8 @@ import traceback
 import torch
 
 from components.system import describe_machine
-from tools.gpu_checks import CHECKS, NEEDS
-from tools.gpu_harness import Context, Skip, TimedOut, allot, markdown, status_of, write
+from dev.gpu_checks import CHECKS, NEEDS
+from dev.gpu_harness import Context, Skip, TimedOut, allot, markdown, status_of, write
 
 
 def device_name(cpu):
@@ -111,7 +111,7 @@ def clear_runs(out):
     runs = os.path.join(out, 'runs')
     if os.path.isdir(runs):
         if not os.path.isfile(os.path.join(out, 'gpu_check.json')):
-            print(f"error: {runs} exists and was not written by tools/gpu_check.py: choose another --out",
+            print(f"error: {runs} exists and was not written by dev/gpu_check.py: choose another --out",
                   file=sys.stderr)
             sys.exit(2)
         shutil.rmtree(runs)
@@ -124,7 +124,7 @@ def main(argv=None):
     report = {'device': device_name(a.cpu), 'device_type': 'cpu' if a.cpu else 'cuda',
               'mode': 'cpu' if a.cpu else 'gpu', 'torch': torch.__version__, 'cuda': torch.version.cuda,
               'date': datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
-              'command': ' '.join(['python -m tools.gpu_check', *(sys.argv[1:] if argv is None else argv)]),
+              'command': ' '.join(['python -m dev.gpu_check', *(sys.argv[1:] if argv is None else argv)]),
               'budget_s': a.budget_s, 'seconds': 0.0, 'status': 'running', 'checks': []}
     write(report, ctx.out)  # before any run: runs/ is known to be this script's
     print(f"{report['device']}, torch {report['torch']}, budget {a.budget_s:.0f} s; output in {ctx.out}", flush=True)

@@ -3,7 +3,7 @@
 Step time side by side: nanoGPT's train.py against this repository's train.py, the same model on the CPU.
 
     git clone https://github.com/karpathy/nanoGPT /tmp/nanoGPT      (any checkout; 3adf61e was measured)
-    python -m tools.bench_nanogpt --nanogpt=/tmp/nanoGPT/train.py --repeats=10
+    python -m dev.bench_nanogpt --nanogpt=/tmp/nanoGPT/train.py --repeats=10
 
 Both run as subprocesses, interleaved (nanoGPT, ours, nanoGPT, ours, ...) for --repeats pairs, on the byte-level
 Shakespeare of this repository (python data/shakespeare/prepare.py --tokenizer=byte; linked into the nanoGPT
@@ -27,9 +27,9 @@ byte vocabulary of 256. Steps several times slower than the fastest (other work 
 cuda in bf16, compiled, with GPT-2's padded vocabulary of 50,304 (the byte data stands in for GPT-2 tokens: ids
 below 256 are valid GPT-2 ids, and the step's cost does not depend on which ids it reads); 10 warm-up + 20
 measured steps, 2 pairs, no waiting for an idle CPU. --device, --dtype, --compile, the model's sizes and --vocab
-override single settings of either preset, and --max_time bounds all pairs together (tools/gpu_check.py):
+override single settings of either preset, and --max_time bounds all pairs together (dev/gpu_check.py):
 
-    python -m tools.bench_nanogpt --nanogpt=/tmp/nanoGPT/train.py --preset=gpt2-124m-gpu --json=nanogpt.json
+    python -m dev.bench_nanogpt --nanogpt=/tmp/nanoGPT/train.py --preset=gpt2-124m-gpu --json=nanogpt.json
 """
 
 import argparse
@@ -46,7 +46,7 @@ import tempfile
 import threading
 import time
 
-REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository, above tools/
+REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository, above dev/
 
 # the settings both trainers get: a preset, then single overrides from the command line
 PRESETS = {

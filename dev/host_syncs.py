@@ -1,7 +1,7 @@
 """How often each training step of train.py waits for the device: train.py runs in this process with every
 Python-level way of waiting counted, and the counts are split at each optimizer step.
 
-    python -m tools.host_syncs config/let_smollm2_gpu.py --max_iters=20 --compile=False [--json=PATH]
+    python -m dev.host_syncs config/let_smollm2_gpu.py --max_iters=20 --compile=False [--json=PATH]
 
 A step that waits for the device idles the GPU while the host catches up, so a step that does not log should wait
 zero times. Counted, on tensors of the run's device (a CPU run: CPU tensors, standing in for the device):

@@ -1,8 +1,8 @@
 """
 What LET costs: train.py's own training steps timed plain and with the teacher, side by side in one run.
 
-$ python -m tools.bench config/train_shakespeare_byte.py --teacher=out-shakespeare-teacher/ckpt.pt --let_proj=linear
-$ python -m tools.bench config/train_shakespeare_byte.py --teacher=... --steps=30 --warmup=5 --repeats=3 --json=b.json
+$ python -m dev.bench config/train_shakespeare_byte.py --teacher=out-shakespeare-teacher/ckpt.pt --let_proj=linear
+$ python -m dev.bench config/train_shakespeare_byte.py --teacher=... --steps=30 --warmup=5 --repeats=3 --json=b.json
 
 Arguments are train.py's (config files and --key=value, passed through) plus bench's own:
   --steps=N     measured steps per run (default 20)
@@ -35,7 +35,7 @@ from configurator import ConfigError, TrainConfig, check_config, exit_on_error, 
 from components.system import describe_machine, resolve_compile, resolve_device, resolve_dtype
 from data.tokenizer import HUB_NAME
 
-REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository, above tools/
+REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository, above dev/
 BENCH_OPTIONS = {'steps': 20, 'warmup': 5, 'repeats': 1, 'json': ''}
 
 

@@ -1,4 +1,4 @@
-"""The five checks of tools/gpu_check.py, in its order. Each takes (ctx, deadline), ctx a gpu_harness.Context, and
+"""The five checks of dev/gpu_check.py, in its order. Each takes (ctx, deadline), ctx a gpu_harness.Context, and
 returns (figures, rows); it raises Skip when it cannot run here. On a GPU they run SmolLM2-135M's configs; with
 --cpu, tiny models on byte-level Shakespeare with a tiny teacher trained first."""
 
@@ -13,7 +13,7 @@ import time
 from components.checkpoint import read_log
 from configurator import to_args  # train.py's --key=value
 from data.tokenizer import smollm2_gguf_path
-from tools.gpu_harness import REPO, Skip, TimedOut, judged, row
+from dev.gpu_harness import REPO, Skip, TimedOut, judged, row
 
 # Seconds each check needs at least: (on a GPU, on --cpu). GPU figures are estimates for an H100/H200, where
 # compiling (~30-90 s a process) dominates; CPU figures are this project's 2-core machine with a warm compile
@@ -74,18 +74,18 @@ def smollm2(ctx, config, deadline):
 
 
 def run_tool(ctx, tool, args, json_name, name, deadline):
-    """python -m tools.<tool> args --json=<out>/<json_name>: the JSON it wrote, and its path. An earlier
+    """python -m dev.<tool> args --json=<out>/<json_name>: the JSON it wrote, and its path. An earlier
     invocation's file is removed first, so that figures come only from this run."""
     out = os.path.join(ctx.out, json_name)
     if os.path.exists(out):
         os.remove(out)
-    ctx.run([sys.executable, '-m', f'tools.{tool}', *args, f'--json={out}'], name, deadline)
+    ctx.run([sys.executable, '-m', f'dev.{tool}', *args, f'--json={out}'], name, deadline)
     with open(out) as f:
         return json.load(f), out
 
 
 def check_nanogpt(ctx, deadline):
-    """train.py's plain step against nanoGPT's, interleaved (tools/bench_nanogpt.py)."""
+    """train.py's plain step against nanoGPT's, interleaved (dev/bench_nanogpt.py)."""
     if not ctx.nanogpt:
         raise Skip("no nanoGPT checkout given: git clone https://github.com/karpathy/nanoGPT, then --nanogpt=PATH")
     data(ctx, 'byte', deadline)
@@ -109,7 +109,7 @@ def check_nanogpt(ctx, deadline):
 
 
 def check_let_cost(ctx, deadline):
-    """LET's cost on train.py's own steps (tools/bench.py --json)."""
+    """LET's cost on train.py's own steps (dev/bench.py --json)."""
     if ctx.cpu:
         args = [*to_args(tiny_let(ctx, deadline, dtype='bfloat16', compile=False)), '--steps=3', '--warmup=1']
     else:
@@ -194,7 +194,7 @@ def check_smoke(ctx, deadline):
 
 
 def check_host_syncs(ctx, deadline):
-    """tools/host_syncs.py on a LET run through S_stop: device waits per step."""
+    """dev/host_syncs.py on a LET run through S_stop: device waits per step."""
     steps = dict(max_iters=9, lr_decay_iters=9, let_stop=5, log_interval=4, eval_interval=8, compile=False,
                  progress=False, init_from='scratch', out_dir=os.path.join(ctx.runs, 'host-syncs'))
     if ctx.cpu:
