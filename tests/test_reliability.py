@@ -2,12 +2,10 @@
 
 import json
 import os
-import random
 import re
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -26,8 +24,12 @@ def params(model):
 
 # ------------------------------------------------------------------ crashes
 
-def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_losses(shakespeare_byte, tmp_path):
-    """The training process is killed (SIGKILL) several times at random moments, among them checkpoint writes
+KILL_AT = os.path.join(REPO, 'tests', 'kill_at.py')
+
+
+def test_sigkill_at_chosen_moments_then_resume_gives_the_uninterrupted_losses(shakespeare_byte, tmp_path):
+    """The training process is killed (SIGKILL) five times, at moments chosen by its own progress (tests/
+    kill_at.py): inside an optimizer step, with a checkpoint half written, and with one whole but not yet renamed
     (one every 2 steps); each time the last complete checkpoint loads, and re-running the same command finishes
     the run with exactly the losses of a run that was never interrupted."""
     cfg = dict(TINY, dataset=shakespeare_byte, max_iters=60, eval_interval=2, eval_iters=1, lr_decay_iters=60,
@@ -37,28 +39,16 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_losses(sh
 
     out = tmp_path / 'killed'
     cmd = train_cmd(dict(cfg, out_dir=str(out)))
-    env = ENV  # one thread, as every run here: the same float sums
-    rng = random.Random(0)
-    kills = 0
-    for _ in range(5):
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-        # wait until this process is training (a new line in the log), then kill it a random moment later
-        start_lines = len(open(out / 'log.jsonl').readlines()) if (out / 'log.jsonl').exists() else 0
-        deadline = time.time() + 60
-        while proc.poll() is None and time.time() < deadline:
-            if (out / 'log.jsonl').exists() and len(open(out / 'log.jsonl').readlines()) > start_lines + 1:
-                break
-            time.sleep(0.02)
-        time.sleep(rng.uniform(0.0, 0.3))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait()
-        if (out / 'ckpt.pt').exists():
-            ckpt = load_checkpoint(str(out / 'ckpt.pt'))  # complete, whatever the moment of the kill
-            assert ckpt['iter_num'] % 2 == 0
-    assert kills >= 3, "the run finished before it could be killed: make it longer"
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env)  # the same command, once more
+    # each kill counts from the process's start; the checkpoint left behind: the step it has
+    kills = [('step', 7, 6), ('mid_write', 3, 10), ('before_rename', 2, 12), ('mid_write', 1, 12), ('step', 1, 12)]
+    for where, n, step in kills:
+        killed = subprocess.run([cmd[0], KILL_AT, where, str(n), *cmd[1:]], capture_output=True, text=True, env=ENV)
+        assert killed.returncode == -signal.SIGKILL, (where, killed.stderr[-2000:])
+        assert (out / 'ckpt.pt.tmp').exists() == (where != 'step')  # killed inside the write, not after it
+        assert load_checkpoint(str(out / 'ckpt.pt'))['iter_num'] == step  # complete, the last one saved
+        if where != 'step':
+            os.remove(out / 'ckpt.pt.tmp')  # (the next save would overwrite it)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=ENV)  # the same command, once more
     assert done.returncode == 0, done.stderr[-2000:]
     got = read_log(out, 'train')
     assert [r['iter'] for r in got] == list(range(1, 61))
@@ -72,29 +62,24 @@ from components.checkpoint import save_checkpoint
 i = 0
 while True:  # rewrite the checkpoint forever, each version self-consistent, until killed
     i += 1
-    save_checkpoint({path!r}, {{'format': {fmt!r}, 'iter_num': i, 'weights': torch.full((8_000_000,), float(i))}})
-    if i == 1:
-        print('saved', flush=True)  # started: from now on it is writing most of the time
+    save_checkpoint({path!r}, {{'format': {fmt!r}, 'iter_num': i, 'weights': torch.full((1_000_000,), float(i))}})
 """
 
 
 def test_a_kill_during_a_checkpoint_write_leaves_the_previous_checkpoint_whole(tmp_path):
+    """A writer rewrites the checkpoint forever and is killed (SIGKILL, tests/kill_at.py) inside its N-th
+    write: with the new version half written, or whole but not yet renamed. The checkpoint found is version
+    N - 1, whole: never a mix of two versions, never truncated."""
     path = str(tmp_path / 'ckpt.pt')
-    rng = random.Random(1)
-    killed_mid_write = 0
-    for _ in range(5):
-        proc = subprocess.Popen([sys.executable, '-c', WRITER.format(repo=REPO, path=path, fmt=FORMAT)],
-                                stdout=subprocess.PIPE, text=True)
-        assert proc.stdout.readline() == 'saved\n'  # this writer's first version is on disk
-        time.sleep(rng.uniform(0.05, 0.5))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        killed_mid_write += os.path.exists(path + '.tmp')  # the half-written next version
+    script = tmp_path / 'writer.py'
+    script.write_text(WRITER.format(repo=REPO, path=path, fmt=FORMAT))
+    for where, n in (('mid_write', 2), ('before_rename', 3), ('mid_write', 5), ('before_rename', 2)):
+        killed = subprocess.run([sys.executable, KILL_AT, where, str(n), str(script)], capture_output=True, text=True)
+        assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+        assert os.path.exists(path + '.tmp')  # the next version, killed inside its write
         ckpt = load_checkpoint(path)
-        assert torch.all(ckpt['weights'] == ckpt['iter_num'])  # never a mix of two versions, never truncated
-        if os.path.exists(path + '.tmp'):
-            os.remove(path + '.tmp')
-    assert killed_mid_write >= 1  # the writer spends most of its time writing: some kills land mid-write
+        assert ckpt['iter_num'] == n - 1 and torch.all(ckpt['weights'] == n - 1)
+        os.remove(path + '.tmp')
 
 
 # ------------------------------------------------------------------ non-finite numbers

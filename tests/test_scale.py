@@ -2,7 +2,6 @@
 torchrun restarting killed workers. FSDP runs on the CPU here, over gloo, with a CPU device mesh."""
 
 import os
-import random
 import re
 import signal
 import subprocess
@@ -245,43 +244,55 @@ def dead(pid):
 
 
 SHARDED_WRITER = """
-import sys, torch, torch.distributed as dist
+import os, signal, sys, torch, torch.distributed as dist
 sys.path.insert(0, {repo!r})
-from components.checkpoint import save_sharded
+import components.checkpoint as checkpoint
 from model import GPT, GPTConfig
 from components.parallel import shard
 dist.init_process_group('gloo')
 model = shard(GPT(GPTConfig(block_size=32, vocab_size=256, n_layer=2, n_head=4, n_embd=512)), torch.device('cpu'),
               2, 'float32')
 optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+rank, replace = dist.get_rank(), os.replace
+
+
+def freeze(*args):
+    open({path!r} + '-frozen-{first}', 'w').close()  # tells the test to kill the job now, inside this save
+    signal.pause()
+
+
 i = {first}
 while True:  # rewrite the checkpoint forever, every weight of version i equal to i, until killed
     i += 1
     with torch.no_grad():
         for p in model.parameters():
             p.fill_(i)
-    save_sharded({path!r}, {{'format': {fmt!r}, 'iter_num': i}}, {{'student': model}}, optimizer)
-    if i == {first} + 1 and dist.get_rank() == 0:
-        open({path!r} + '-saved-{first}', 'w').close()  # tells the test this job has saved once
+    if i == {first} + 2:  # version first + 1 is whole on disk; this one stops inside its save, at {where!r}
+        if {where!r} == 'shards' and rank == 1:  # rank 1 inside dcp.save, its first file written, not synced
+            os.fsync = freeze
+        if {where!r} == 'meta' and rank == 0:  # every shard written, meta.pt not yet
+            checkpoint.save_checkpoint = freeze
+        if {where!r} == 'renames' and rank == 0:  # the last checkpoint moved to path.old, path.tmp not yet in place
+            os.replace = lambda src, dst: freeze() if dst == {path!r} else replace(src, dst)
+    checkpoint.save_sharded({path!r}, {{'format': {fmt!r}, 'iter_num': i}}, {{'student': model}}, optimizer)
 """
 
 
 def test_a_kill_during_a_sharded_save_leaves_a_whole_checkpoint(tmp_path):
-    """Both ranks and torchrun are killed (SIGKILL) at random moments of an endless series of sharded saves:
-    the checkpoint found afterwards is always one whole version, shards and meta.pt alike."""
+    """Both ranks and torchrun are killed (SIGKILL) inside a sharded save, at points the writers choose and
+    announce: one rank's shards half written, every shard but no meta.pt, between the two renames. The
+    checkpoint found afterwards is always the version before, whole, shards and meta.pt alike."""
     path = str(tmp_path / 'ckpt')
-    rng = random.Random(2)
-    mid_save = 0
-    for job_number in range(4):
+    for job_number, where in enumerate(('shards', 'meta', 'renames', 'shards')):
         first = 1000 * job_number  # this job's versions: first + 1, first + 2, ...
         script = tmp_path / f'writer{job_number}.py'
-        script.write_text(SHARDED_WRITER.format(repo=REPO, path=path, fmt=FORMAT, first=first))
+        script.write_text(SHARDED_WRITER.format(repo=REPO, path=path, fmt=FORMAT, first=first, where=where))
         job = subprocess.Popen([sys.executable, *TORCHRUN, str(script)], env=ENV, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
-        deadline = time.time() + 120
-        while not os.path.exists(f'{path}-saved-{first}') and job.poll() is None and time.time() < deadline:
+        give_up = time.monotonic() + 300  # a failure timeout only: the kill waits for the writers' word
+        while not os.path.exists(f'{path}-frozen-{first}'):
+            assert job.poll() is None and time.monotonic() < give_up, f"the writers never reached {where!r}"
             time.sleep(0.02)
-        time.sleep(rng.uniform(0.0, 1.0))
         ranks = workers(job.pid)
         for pid in (job.pid, *ranks.values()):  # the agent, then both workers: nobody stops gracefully
             os.kill(pid, signal.SIGKILL)
@@ -289,11 +300,10 @@ def test_a_kill_during_a_sharded_save_leaves_a_whole_checkpoint(tmp_path):
         assert len(ranks) == 2
         while not all(map(dead, ranks.values())):
             time.sleep(0.01)
-        mid_save += os.path.exists(path + '.tmp') or not os.path.exists(path)
+        assert os.path.exists(path + ('.old' if where == 'renames' else '.tmp'))  # killed inside the save
         ckpt = consolidate(find_checkpoint(path))
-        assert ckpt['iter_num'] > first  # this job's, not an earlier job's
+        assert ckpt['iter_num'] == first + 1  # the version before, this job's
         assert all(torch.all(w == ckpt['iter_num']) for w in ckpt['model'].values())
-    assert mid_save >= 1  # most of the writer's time is spent saving: some kills land mid-save
 
 
 # ------------------------------------------------------------------ torchrun restarts a killed worker
@@ -301,20 +311,19 @@ def test_a_kill_during_a_sharded_save_leaves_a_whole_checkpoint(tmp_path):
 @pytest.mark.parametrize('data_parallel', ['ddp', 'fsdp'])
 def test_a_worker_killed_under_torchrun_is_restarted_and_the_run_ends_with_the_uninterrupted_losses(
         data_parallel, shakespeare_byte, tmp_path):
-    """TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 torchrun --max-restarts=1: rank 1 is killed after the checkpoint
-    of step 4; torchrun stops rank 0, starts both again, they resume from the checkpoint and the log ends with
-    exactly the losses of a run that was never interrupted."""
+    """TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 torchrun --max-restarts=1: rank 1 is killed (SIGKILL, tests/kill_at.py)
+    inside step 5, after the checkpoint of step 4; torchrun stops rank 0, starts both again, they resume from the
+    checkpoint and the log ends with exactly the losses of a run that was never interrupted."""
     cfg = dict(TINY, dataset=shakespeare_byte, data_parallel=data_parallel, max_iters=12, dropout=0.1,
                gradient_accumulation_steps=2, init_from='auto')
     whole = trained(tmp_path / 'whole', run_train(dict(cfg, out_dir=str(tmp_path / 'whole')), launcher=TORCHRUN))
     out = tmp_path / 'killed'
-    job = subprocess.Popen(train_cmd(dict(cfg, out_dir=str(out)), launcher=RESTARTS), env=RESTART_ENV,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 240
-    while not [r for r in read_log(out, 'train') if r['iter'] >= 5] and time.time() < deadline:
-        time.sleep(0.05)
-    os.kill(workers(job.pid)[1], signal.SIGKILL)
-    output, _ = job.communicate(timeout=300)
+    cmd = train_cmd(dict(cfg, out_dir=str(out)), launcher=RESTARTS)
+    at = cmd.index(os.path.join(REPO, 'train.py'))
+    cmd[at:at] = [os.path.join(REPO, 'tests', 'kill_at.py'), 'step', '5']  # torchrun ... kill_at.py step 5 train.py
+    job = subprocess.run(cmd, env=dict(RESTART_ENV, KILL_RANK='1'), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True, timeout=300)
+    output = job.stdout
     assert job.returncode == 0, output[-3000:]
     assert 'resuming from' in output
     assert [r['iter'] for r in read_log(out, 'train')] == list(range(1, 13))
