@@ -103,7 +103,23 @@ def compare(baseline, variant, teacher_time=None, teacher_stop=None):
     for f in FRACTIONS:
         v, b = interp_at(var_loss, f * last_step), interp_at(base_loss, f * last_step)
         out[f'gap_{f:g}'] = v - b if v is not None and b is not None else None
+    out['load'] = load_changed(out)
     return out
+
+
+LOAD_TOLERANCE = 0.1  # the control (step time after S_stop, identical work) may read 0.9x-1.1x of the baseline's
+
+
+def load_changed(r):
+    """Why a seed's wall-clock speedup measures the machine's load rather than the method, or None. Runs that
+    share a machine with other work meet it at different moments: the control (identical work after S_stop) then
+    reads far from 1x, or a variant whose steps also run a teacher gains more in time than in steps."""
+    control = r['plain_step_ratio']
+    if control is not None and abs(control - 1) > LOAD_TOLERANCE:
+        return f"the same work after S_stop took {control:.2f}x the baseline's time"
+    if r['teacher_step_ratio'] is not None and (r['time_speedup'] or 0) > (r['step_speedup'] or math.inf):
+        return "a larger speedup in time than in steps, though every step up to S_stop also runs the teacher"
+    return None
 
 
 def uses_teacher(run_cfg):
@@ -229,11 +245,11 @@ def gap_table(results):
 
 def seed_table(results, seeds):
     header = ['variant', 'seed', 'target', 'steps (baseline)', 'steps', 'step speedup', 'time (baseline)', 'time',
-              'wall-clock speedup', 'final gap']
+              'wall-clock speedup', 'final gap', 'load']
     f = lambda v, fmt, missing='not reached': missing if v is None else fmt.format(v)
     rows = [[name, seed, f(r['target'], '{:.4f}'), f(r['base_steps'], '{:.0f}'), f(r['steps'], '{:.0f}'),
              f(r['step_speedup'], '{:.2f}x'), f(r['base_time'], '{:.1f}s'), f(r['time'], '{:.1f}s'),
-             f(r['time_speedup'], '{:.2f}x'), f(r['final_gap'], '{:+.4f}')]
+             f(r['time_speedup'], '{:.2f}x'), f(r['final_gap'], '{:+.4f}'), r['load'] or '']
             for name, per_seed in results.items() for seed, r in zip(seeds, per_seed)]
     return table(header, rows)
 
@@ -252,6 +268,11 @@ def headline(name, per_seed):
             f"{mean('step_speedup'):.2f}x, wall-clock speedup {mean('time_speedup'):.2f}x")
     if mean('time_speedup_with_teacher') is not None:
         text += f" ({mean('time_speedup_with_teacher'):.2f}x counting the teacher's own training)"
+    loaded = [r['load'] for r in per_seed if r['load']]
+    if loaded or (mean('time_speedup') > mean('step_speedup') and per_seed[0]['teacher_step_ratio'] is not None):
+        text += (f" [the wall-clock figure measures the machine's load, not the method: "
+                 f"{loaded[0] if loaded else 'more speedup in time than in steps'}"
+                 f"{f' (in {len(loaded)} of {n} seeds)' if n > 1 and loaded else ''}]")
     if steps['missing']:
         text += f"; not reached in {steps['missing']} of {n} seeds"
     return text

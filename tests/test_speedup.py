@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import speedup
-from components import speedup_report
+import speedup_report
 from components.checkpoint import plain
 from speedup_report import aggregate, compare, fmt_stat, interp_at, steps_to_reach
 from configurator import ConfigError, TrainConfig, load_config
@@ -48,6 +48,32 @@ def test_speedup_in_steps_and_in_time_with_and_without_the_teachers_training():
     assert r['teacher_step_ratio'] == pytest.approx(1.5)
     assert r['plain_step_ratio'] == pytest.approx(1.0)  # from the first evaluation after S_stop (20) to the end
     assert r['final_gap'] == pytest.approx(-0.6)
+
+
+def test_a_busy_machine_cannot_pass_for_a_wall_clock_speedup():
+    """Other work starts partway through the baseline's run, and its later steps take twice as long: LET's
+    wall-clock speedup (3.18x) comes out above its step speedup (2.0x). The report says it measures the load,
+    from the control (identical work after S_stop took 0.5x the baseline's time), next to the figure."""
+    baseline = evals([(0, 5.0, 0.0), (10, 3.0, 1.0), (20, 2.2, 3.0), (30, 2.0, 5.0), (40, 1.9, 7.0)])
+    variant = evals([(0, 5.0, 0.0), (10, 2.5, 1.2), (20, 1.9, 2.2), (30, 1.8, 3.2), (40, 1.7, 4.2)])
+    r = compare(baseline, variant, teacher_stop=10)
+    assert r['step_speedup'] == pytest.approx(2.0) and r['time_speedup'] > r['step_speedup']
+    assert r['plain_step_ratio'] == pytest.approx(0.5)
+    assert r['load'] == "the same work after S_stop took 0.50x the baseline's time"
+    line = speedup_report.headline('let', [r])
+    assert "wall-clock speedup 3.18x [the wall-clock figure measures the machine's load, not the method" in line
+    assert "0.50x the baseline's time" in speedup_report.seed_table({'let': [r]}, [1337])
+    # the control at 1x, yet more gained in time than in steps by a run whose steps also run a teacher
+    quiet = evals([(0, 5.0, 0.0), (10, 3.0, 2.0), (20, 2.2, 3.0), (30, 2.0, 4.0), (40, 1.9, 5.0)])
+    r = compare(quiet, variant, teacher_stop=10)
+    assert r['plain_step_ratio'] == pytest.approx(1.0) and r['time_speedup'] > r['step_speedup']
+    assert 'more in time than in steps' in r['load'] or 'larger speedup in time' in r['load']
+    assert 'measures the machine\'s load' in speedup_report.headline('let', [r])
+    # the same runs on a quiet machine: the figure stands alone
+    honest = evals([(0, 5.0, 0.0), (10, 2.5, 1.5), (20, 1.9, 2.5), (30, 1.8, 3.5), (40, 1.7, 4.5)])
+    r = compare(quiet, honest, teacher_stop=10)
+    assert r['load'] is None and r['time_speedup'] <= r['step_speedup']
+    assert '[' not in speedup_report.headline('let', [r])
 
 
 def test_a_variant_that_never_reaches_the_target_gets_no_speedup_only_its_gap():
