@@ -29,6 +29,7 @@ def student(seed=0):
 
 # ------------------------------------------------------------------ the alignment, piece by piece
 
+@pytest.mark.fast
 def test_lambda_decays_linearly_from_lambda0_to_zero_at_s_stop():
     assert let_lambda(0, 0.1, 100) == 0.1
     assert let_lambda(50, 0.1, 100) == pytest.approx(0.05)
@@ -36,6 +37,7 @@ def test_lambda_decays_linearly_from_lambda0_to_zero_at_s_stop():
     assert let_lambda(250, 0.1, 100) == 0.0  # never negative after S_stop
 
 
+@pytest.mark.fast
 def test_cosine_loss_is_zero_for_identical_directions_and_positive_otherwise():
     proj = make_projectors('interp', 1, 16, 16)
     h = torch.randn(2, 5, 16)
@@ -47,6 +49,7 @@ def test_cosine_loss_is_zero_for_identical_directions_and_positive_otherwise():
     assert loss.item() == pytest.approx(2.0, abs=1e-6)  # opposite directions: 1 - (-1)
 
 
+@pytest.mark.fast
 def test_interp_resizes_the_teacher_to_the_student_width_and_keeps_a_constant_vector_constant():
     proj = Projector('interp', d_student=32, d_teacher=12)
     teacher_hidden = torch.randn(2, 5, 12)
@@ -58,6 +61,7 @@ def test_interp_resizes_the_teacher_to_the_student_width_and_keeps_a_constant_ve
     assert not list(proj.parameters())  # the paper's projector has no parameters
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize('kind', ['linear', 'mlp'])
 def test_learned_projectors_map_the_student_to_the_teacher_width(kind):
     proj = Projector(kind, d_student=32, d_teacher=12)
@@ -66,6 +70,7 @@ def test_learned_projectors_map_the_student_to_the_teacher_width(kind):
     assert sum(p.numel() for p in proj.parameters()) > 0
 
 
+@pytest.mark.fast
 def test_mse_loss_compares_the_raw_states():
     proj = make_projectors('interp', 1, 8, 8)
     h = torch.randn(3, 4, 8)
@@ -73,6 +78,7 @@ def test_mse_loss_compares_the_raw_states():
     assert loss.item() == pytest.approx(0.25)
 
 
+@pytest.mark.fast
 def test_gradients_reach_the_aligned_block_and_the_projector_not_the_blocks_after_it():
     model = student()
     proj = make_projectors('linear', 1, 32, 48)
@@ -206,6 +212,7 @@ def test_kd_loss_memory_stays_a_few_chunks_not_whole_logits_tensors():
 
 # ------------------------------------------------------------------ LET inside train.py
 
+@pytest.mark.fast
 def test_let_run_end_to_end_logs_the_alignment_and_stops_the_teacher_at_s_stop(tiny_run, teacher_ckpt):
     run = tiny_run('let', teacher=teacher_ckpt, **LET, gradient_accumulation_steps=2)
     logs = run.train_log()
@@ -222,6 +229,7 @@ def test_let_run_end_to_end_logs_the_alignment_and_stops_the_teacher_at_s_stop(t
     assert run.records[-1]['val_loss'] < run.records[0]['val_loss']
 
 
+@pytest.mark.fast
 def test_lambda_zero_trains_exactly_like_plain_training(tiny_run, teacher_ckpt):
     plain = tiny_run('plain')
     zero = tiny_run('zero', teacher=teacher_ckpt, **dict(LET, let_lambda=0.0))
@@ -235,6 +243,7 @@ def test_let_changes_training_while_lambda_is_positive(tiny_run, teacher_ckpt):
     assert max_diff({k: v for k, v in let.params().items() if k in plain.params()}, plain.params()) > 1e-4
 
 
+@pytest.mark.fast
 def test_let_resume_restores_the_projector_and_continues_exactly(tiny_run, teacher_ckpt):
     common = dict(LET, teacher=teacher_ckpt, let_stop=6, max_iters=8)
     whole = tiny_run('whole', **common)

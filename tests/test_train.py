@@ -120,6 +120,7 @@ def test_an_accumulation_that_does_not_split_across_processes_says_what_to_pass(
 
 # ------------------------------------------------------------------ bad input: one clear error, nothing lost
 
+@pytest.mark.fast
 def test_unknown_setting_is_an_error_with_a_suggestion(tiny_error):
     assert re.search("unknown setting 'learning_rat'.*did you mean 'learning_rate'", tiny_error(learning_rat=0.1))
 
