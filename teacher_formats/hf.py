@@ -12,7 +12,7 @@ import torch
 from data.tokenizer import GPT2_VOCAB, get_tokenizer
 from model import GPT
 from teacher_formats.hf_families import HF_FAMILIES, Unsupported
-from teacher_formats.hub import HF_TOKENIZER_FILES, hub_download
+from data.hub import HF_TOKENIZER_FILES, hub_download
 
 HF_GPT2_NAMES = ('gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl')
 HF_WEIGHT_FILES = ('model.safetensors', 'model.safetensors.index.json', 'pytorch_model.bin',

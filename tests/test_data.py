@@ -10,7 +10,8 @@ import tarfile
 import numpy as np
 import pytest
 
-from data.common import BinWriter, DataError, TokenWindows, check_dataset, check_vocab_fits, token_dtype
+from data.common import DataError, TokenWindows, check_dataset
+from data.write import BinWriter, check_vocab_fits, token_dtype
 from data.pile import prepare as pile
 from data.shakespeare import prepare as shakespeare
 from data.tokenizer import get_tokenizer

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import ENV, REPO, TINY, run_train, trained
-from data.common import BinWriter, begin, finish
+from data.write import BinWriter, begin, finish
 from tools.eval import LETLM, PAPER_TASKS, evaluate, summarize
 from model import GPT, GPTConfig
 from data.tokenizer import get_tokenizer

@@ -20,7 +20,8 @@ from data.pile import prepare as pile
 from hf_assets import HELD_OUT, hf_ids, tiny_hf_model, train_bpe, write_tokenizer
 from test_eval import animal_docs, needs_lm_eval, run_eval, write_task
 from model import GPT
-from teacher import Unsupported, check_teacher, load_teacher
+from teacher import check_teacher, load_teacher
+from teacher_formats.hf_families import Unsupported
 from data.tokenizer import get_tokenizer
 
 transformers = pytest.importorskip('transformers')

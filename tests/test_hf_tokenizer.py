@@ -13,7 +13,7 @@ from hf_assets import HELD_OUT, hf_ids, train_bpe, write_tokenizer
 from test_teacher_load import SMOLLM2_IDS, smollm2_or_skip
 from data.tokenizer import FINGERPRINT_NAME, bytes_to_unicode, dataset_label, get_tokenizer, load_hf_tokenizer
 from data.tokenizer import same_vocabulary, smollm2_gguf_path
-from teacher_formats.gguf import read_gguf_metadata
+from data.gguf import read_gguf_metadata
 
 pytest.importorskip('tokenizers')
 STYLES = ['gpt2', 'smollm', 'llama3', 'neox', 'opt', 'big']

