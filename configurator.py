@@ -13,6 +13,7 @@ anything runs.
 import ast
 import dataclasses
 import difflib
+import importlib.util
 import os
 import sys
 import typing
@@ -86,6 +87,10 @@ class TrainConfig:
     kd_schedule: str = 'linear'       # until kd_stop: 'step' = w0, then off (SALT as published) | 'linear' = falling
                                       # linearly to 0, like lambda (our earlier runs; the default, so they rerun alike)
     kd_temperature: float = 1.0       # tau: both distributions softened by it, the loss scaled by tau^2
+    # experiment tracking, nanoGPT's: the numbers of log.jsonl sent to Weights & Biases (pip install ".[wandb]")
+    wandb_log: bool = False
+    wandb_project: str = 'let'
+    wandb_run_name: str = ''          # '' = out_dir's name; a resumed run continues the same wandb run
     # reliability
     max_nonfinite_steps: int = 10     # this many non-finite steps in a row stop the run
     trust_checkpoint: bool = False    # True: a checkpoint or .pt teacher that holds Python objects beyond tensors
@@ -102,9 +107,6 @@ class TrainConfig:
 
 def check_config(cfg):
     """Settings that cannot work, caught before any data is read or compute spent."""
-    from distill import KD_SCHEDULES
-    from let import ALIGN_LOSSES, PROJECTORS
-
     def need(ok, msg):
         if not ok:
             raise ConfigError(msg)
@@ -117,7 +119,10 @@ def check_config(cfg):
          f"dtype={cfg.dtype!r}: use auto, float32, bfloat16 or float16")
     need(cfg.block_size > 1, "block_size must be at least 2")
     need(cfg.data_parallel in ('ddp', 'fsdp'), f"data_parallel={cfg.data_parallel!r}: use 'ddp' or 'fsdp'")
-    if cfg.teacher:
+    need(cfg.teacher or cfg.kd_lambda == 0, f"kd_lambda={cfg.kd_lambda} distills from a teacher: set teacher")
+    need(not cfg.wandb_log or importlib.util.find_spec('wandb'), "wandb_log=True needs wandb: pip install \".[wandb]\"")
+    if cfg.teacher:  # LET's settings (let.py)
+        from let import ALIGN_LOSSES, PROJECTORS
         need(cfg.let_stop > 0, f"let_stop={cfg.let_stop} must be a positive number of iterations (S_stop)")
         need(cfg.let_lambda >= 0, f"let_lambda={cfg.let_lambda} must be >= 0")
         need(len(cfg.let_layers) > 0 and all(isinstance(k, int) and not isinstance(k, bool) for k in cfg.let_layers),
@@ -130,11 +135,12 @@ def check_config(cfg):
              f"teacher's final hidden state) or a teacher block counted from 0")
         need(cfg.let_proj in PROJECTORS, f"let_proj={cfg.let_proj!r}: use one of {PROJECTORS}")
         need(cfg.let_loss in ALIGN_LOSSES, f"let_loss={cfg.let_loss!r}: use one of {ALIGN_LOSSES}")
-    need(cfg.kd_lambda >= 0, f"kd_lambda={cfg.kd_lambda} must be >= 0")
-    need(cfg.kd_stop >= 0, f"kd_stop={cfg.kd_stop} must be >= 0 (0: distill for the whole run, as RKD)")
-    need(cfg.kd_schedule in KD_SCHEDULES, f"kd_schedule={cfg.kd_schedule!r}: use one of {KD_SCHEDULES}")
-    need(cfg.kd_temperature > 0, f"kd_temperature={cfg.kd_temperature} must be > 0")
-    need(cfg.teacher or cfg.kd_lambda == 0, f"kd_lambda={cfg.kd_lambda} distills from a teacher: set teacher")
+    if cfg.kd_lambda != 0:  # the distillation's (distill.py)
+        from distill import KD_SCHEDULES
+        need(cfg.kd_lambda >= 0, f"kd_lambda={cfg.kd_lambda} must be >= 0")
+        need(cfg.kd_stop >= 0, f"kd_stop={cfg.kd_stop} must be >= 0 (0: distill for the whole run, as RKD)")
+        need(cfg.kd_schedule in KD_SCHEDULES, f"kd_schedule={cfg.kd_schedule!r}: use one of {KD_SCHEDULES}")
+        need(cfg.kd_temperature > 0, f"kd_temperature={cfg.kd_temperature} must be > 0")
 
 
 def model_config(cfg, vocab_size):

@@ -22,7 +22,7 @@ def kd_weight(step, weight0, stop, schedule='linear'):
 
     'step':   w(s) = w0 for s < n_KD, then 0. SALT as published (Rawat et al. 2024, arXiv 2410.18779): KD from the
               small model for the first n_KD steps, then plain next-token training (36K of ~208K steps in its
-              main runs, as its reviewers report; the stored paper text did not show its body).
+              main runs, as its reviewers report; docs/training.md).
     'linear': w(s) = w0 * max(0, 1 - s / n_KD), shaped like LET's lambda(s): this repository's first SALT-style
               baseline, kept so that its recorded results can be rerun.
     stop = 0: w(s) = w0 for the whole run (RKD), whatever the schedule.

@@ -19,6 +19,7 @@ import math
 import os
 import sys
 import time
+import uuid
 
 import numpy as np
 import torch
@@ -29,14 +30,11 @@ from components.checkpoint import checkpoint_path, find_checkpoint, load_scaler,
 from configurator import ConfigError, TrainConfig, check_config, exit_on_error, load_config
 from configurator import model_config
 from data.common import TokenWindows, check_dataset, resolve_data_dir
-from distill import kd_loss, kd_weight
-from let import alignment_loss, let_lambda, make_projectors
 from model import GPT, padded_vocab
-from components.parallel import NonFiniteSteps, all_reduce_grads, init_distributed, micro_steps, optimizer_step
-from components.parallel import set_gradient_sync, shard, wrap
+from components.parallel import NonFiniteSteps, init_distributed, micro_steps, optimizer_step, parallelize
+from components.parallel import set_gradient_sync
 from components.system import DTYPES, Stopwatch, autocast, describe_machine, device_peak_flops, resolve_compile
 from components.system import resolve_device, resolve_dtype
-from teacher import check_teacher, load_teacher
 
 
 def get_lr(cfg, it):
@@ -101,7 +99,7 @@ def checkpoint_state(cfg, iter_num, gptconf, meta, projectors, scaler, calls, be
             'train_time': train_time}
 
 
-def warm_up(model, eval_model, teacher, X, Y, k, logits, ctx, optimizer):
+def warm_up(model, teacher, X, Y, k, logits, ctx, optimizer):
     """Builds torch.compile's graphs before the clock starts, so that step times and train_time exclude
     compilation: one training forward and backward on the first batch (its gradients thrown away, no step),
     the teacher's forward, one evaluation forward."""
@@ -110,10 +108,10 @@ def warm_up(model, eval_model, teacher, X, Y, k, logits, ctx, optimizer):
         if teacher:
             teacher.warm_up(X, logits)
     optimizer.zero_grad(set_to_none=True)
-    eval_model.eval()
+    model.eval()
     with torch.no_grad(), ctx:
-        eval_model(X, Y)
-    eval_model.train()
+        model(X, Y)
+    model.train()
 
 
 def train_record(it, means, grad_norm, lam, w, lr, dt, tokens_per_iter, flops, peak, teacher_calls, skipped,
@@ -144,6 +142,19 @@ def train_record(it, means, grad_norm, lam, w, lr, dt, tokens_per_iter, flops, p
     if peak and flops_teacher:
         line += f" ({mfu_all * 100:.1f}% with teacher)"
     return record, line
+
+
+def start_wandb(cfg):
+    """nanoGPT's wandb_log, for the master process: one wandb run per out_dir, its id kept in out_dir/wandb_id so
+    that a resumed run continues it. Its steps are the iterations; a resume repeats the steps after the checkpoint
+    with the same numbers (resumes are exact), which wandb keeps once."""
+    import wandb
+    id_path = os.path.join(cfg.out_dir, 'wandb_id')
+    run_id = open(id_path).read() if os.path.exists(id_path) else uuid.uuid4().hex[:8]
+    with open(id_path, 'w') as f:
+        f.write(run_id)
+    return wandb.init(project=cfg.wandb_project, name=cfg.wandb_run_name or os.path.basename(os.path.abspath(
+        cfg.out_dir)), id=run_id, resume='allow', config=dataclasses.asdict(cfg))
 
 
 def main(argv):
@@ -209,6 +220,10 @@ def main(argv):
     # the teacher (LET, KD): frozen, never in the optimizer, a wrapper or a checkpoint
     let_on = bool(cfg.teacher) and cfg.let_lambda > 0  # lambda0 = 0 is plain training, exactly
     kd_on = bool(cfg.teacher) and cfg.kd_lambda > 0
+    if let_on:
+        from let import alignment_loss, let_lambda, make_projectors
+    if kd_on:  # the distillation baselines
+        from distill import kd_loss, kd_weight
 
     def weights(it):
         """lambda(s) of LET and w(s) of the distillation at step it."""
@@ -218,6 +233,7 @@ def main(argv):
 
     teacher = None
     if any(weights(iter_num)):
+        from teacher import check_teacher, load_teacher
         teacher_dtype = DTYPES[dtype] if device.type == 'cuda' else torch.float32
         try:
             teacher = load_teacher(cfg.teacher, device, teacher_dtype, trust=cfg.trust_checkpoint,
@@ -232,8 +248,7 @@ def main(argv):
 
     # the student, LET's projectors P (one per aligned block k), the optimizer
     with torch.device('meta'):  # shapes only: no process ever allocates more than its own slices
-        model = GPT(gptconf)
-    model.activation_checkpointing = cfg.activation_checkpointing
+        raw_model = GPT(gptconf)  # the student without compile or DDP: what is saved, evaluated and sampled
     projectors = None
     if let_on:
         d_teacher = teacher.width if teacher else ckpt['projector_width']
@@ -241,38 +256,24 @@ def main(argv):
                                      seed=cfg.seed + 1).to(device)
     if ckpt and projectors is not None and ckpt['projector_width'] is None:
         raise ConfigError(f"{found} was trained without LET: keep let_lambda=0 to resume")
-    if sharded:  # in place, before the optimizer: the parameters become shards (DTensors)
-        model = shard(model, device, ddp.world_size, dtype, projectors)
-    model.to_empty(device=device)  # the whole student, or this rank's slices of it (FSDP)
-    model.init_weights(torch.Generator().manual_seed(cfg.seed))  # the same weights, sharded or not
+    if use_compile:  # under FSDP each block, FSDP's gathers and scatters between them
+        say("compiling the blocks..." if sharded else "compiling the model...")
+    model, P = parallelize(raw_model, projectors, cfg, device, ddp.world_size, dtype, use_compile)
     if ckpt and not sharded:
-        model.load_state_dict(ckpt['model'])
+        raw_model.load_state_dict(ckpt['model'])
         if projectors is not None:
             projectors.load_state_dict(ckpt['projectors'])
-    projector_params = list(projectors.parameters()) if projectors is not None else []
-    say(f"student: {model.get_num_params() / 1e6:.2f}M parameters")
-    betas = (cfg.beta1, cfg.beta2)
-    optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, betas,
-                                           extra_params=projector_params)
+    say(f"student: {raw_model.get_num_params() / 1e6:.2f}M parameters")
+    optimizer = raw_model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2),
+                                               extra_params=projectors.parameters() if projectors else ())
     scaler = torch.amp.GradScaler(device.type, enabled=(dtype == 'float16'))
-    trained = {'student': model, 'projectors': projectors}  # what a sharded checkpoint names
+    trained = {'student': raw_model, 'projectors': projectors}  # what a sharded checkpoint names
     if ckpt and sharded:
         load_sharded(found, trained, optimizer)  # each rank reads its own shards
     elif ckpt:
         optimizer.load_state_dict(ckpt['optimizer'])
     if ckpt and (change := load_scaler(scaler, ckpt['scaler'])):
         say(f"resuming: {change}")
-    raw_model = model  # the student without compile or DDP: what is saved, evaluated and sampled
-    if use_compile and sharded:  # each block compiled, FSDP's gathers and scatters between them
-        say("compiling the blocks...")
-        for block in raw_model.transformer.h:
-            block.compile()
-    elif use_compile:
-        say("compiling the model...")
-        model = torch.compile(model)
-    eval_model = model
-    if ddp.on and not sharded:
-        model = wrap(model, device)
     flops = step_flops(raw_model, teacher, cfg.block_size, tokens_per_iter // ddp.world_size)  # per process
     peak = device_peak_flops(device, dtype)
     if peak is None:
@@ -291,7 +292,7 @@ def main(argv):
                 first = (i * ddp.world_size + ddp.rank) * cfg.batch_size
                 X, Y = get_batch(split, splits[split].eval_windows(first, cfg.batch_size, total))
                 with ctx:
-                    _, losses[i] = eval_model(X, Y)
+                    _, losses[i] = model(X, Y)
             mean = losses.mean()
             if ddp.on:
                 dist.all_reduce(mean, op=dist.ReduceOp.AVG)
@@ -305,10 +306,14 @@ def main(argv):
         return get_batch('train', splits['train'].train_windows(it * global_batch + slot * cfg.batch_size,
                                                                 cfg.batch_size))
 
+    tracker = start_wandb(cfg) if cfg.wandb_log and master else None
+
     def log(record):
         if master:
             with open(log_path, 'a') as f:
                 f.write(json.dumps(record) + '\n')
+        if tracker:  # the same numbers, as 'train/loss', 'eval/val_loss', ...
+            tracker.log({f"{record['event']}/{k}": v for k, v in record.items() if k != 'event'}, step=record['iter'])
 
     def save(it, best_val_loss):
         """The checkpoint of step it: one file (rank 0), or every rank's shards (FSDP)."""
@@ -338,13 +343,13 @@ def main(argv):
     zero = torch.zeros((), device=device)
     nonfinite = NonFiniteSteps(device, cfg.max_nonfinite_steps, ckpt_path)  # counted on the device
     interval_sums, n_interval = torch.zeros(5, device=device), 0  # loss, lm, align, cos, kd
-    # the paper's names for the aligned blocks and the projector; the student returns the states after
-    # blocks k also after S_stop (unused then): one compiled graph for the whole run
-    k, P = cfg.let_layers if let_on else (), projectors
+    # k: the paper's name for the aligned blocks; the student returns the states after blocks k also after
+    # S_stop (unused then): one compiled graph for the whole run
+    k = cfg.let_layers if let_on else ()
     X, Y = train_batch(iter_num, 0)
     t_start = time.time()
     if use_compile and not cfg.eval_only:  # the graphs are built here, outside the timed steps
-        warm_up(model, eval_model, teacher, X, Y, k, weights(iter_num)[1] > 0, ctx, optimizer)
+        warm_up(model, teacher, X, Y, k, weights(iter_num)[1] > 0, ctx, optimizer)
     evaluations = 0  # since this process started: checkpoint_interval counts them
 
     # ----------------------------------------------------------------------------- training loop
@@ -409,8 +414,6 @@ def main(argv):
             scaler.scale(loss / accum).backward()
             # freed now, not at the next forward: (B, T, vocab) logits, and every teacher output at S_stop
             logits = h_students = h_teacher = logits_teacher = None
-        if ddp.on and not sharded and lam > 0:
-            all_reduce_grads(projector_params)  # DDP averages the student's gradients, not P's
         skipped, grad_norm = optimizer_step(optimizer, scaler, cfg.grad_clip, step_sums[0], ddp.on)
         nonfinite.count(skipped)  # on the device: read at the log line
         iter_num += 1
@@ -433,6 +436,8 @@ def main(argv):
             write(line)
     if progress:
         progress.close()
+    if tracker:
+        tracker.finish()
     if ddp.on:
         dist.destroy_process_group()
 

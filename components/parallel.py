@@ -1,7 +1,7 @@
 """
-Data parallelism for train.py: the process group torchrun asks for, the student's wrapper (DDP,
-or FSDP2's sharding), and the places where ranks must agree by hand: the gradients of parameters
-outside the wrapper (LET's projector), the norm of sharded gradients, and whether to take a step.
+Data parallelism for train.py: the process group torchrun asks for, parallelize (DDP or FSDP2's sharding,
+activation checkpointing and compile for the student and LET's projectors), and the places where ranks must
+agree by hand: the norm of sharded gradients, and whether to take a step.
 """
 
 import inspect
@@ -81,8 +81,33 @@ def micro_steps(cfg, world_size):
                       f"processes together, so it must be a multiple of {n}: pass {fix}")
 
 
+def parallelize(model, projectors, cfg, device, world_size, dtype, use_compile):
+    """The student, built on the meta device, and LET's projectors P made ready for this job in one place, so
+    that the model and the training loop know nothing of it: activation checkpointing; under FSDP the student
+    and each P with weights sharded (shard), before any weight exists; the weights allocated and drawn
+    (GPT.init_weights: the same weights sharded or not); compiled (each block under FSDP, FSDP's collectives
+    between them; else the whole student); under DDP the student and each P with weights wrapped (wrap), so
+    that backward averages all their gradients across ranks. Returns (model, P): what the loop calls. The
+    modules given stay the unwrapped ones: what is saved, evaluated and sampled."""
+    fsdp, ddp = cfg.data_parallel == 'fsdp', world_size > 1 and cfg.data_parallel == 'ddp'
+    model.activation_checkpointing = cfg.activation_checkpointing
+    if fsdp:  # in place: the parameters become shards (DTensors)
+        shard(model, device, world_size, dtype, projectors)
+    model.to_empty(device=device)  # the whole student, or this rank's slices of it (FSDP)
+    model.init_weights(torch.Generator().manual_seed(cfg.seed))
+    if use_compile and fsdp:
+        for block in model.transformer.h:
+            block.compile()
+    elif use_compile:
+        model = torch.compile(model)
+    if ddp:
+        model = wrap(model, device)
+        projectors = projectors and [wrap(P, device) if list(P.parameters()) else P for P in projectors]
+    return model, projectors
+
+
 def wrap(model, device):
-    """DDP: every rank holds the whole student; gradients are averaged across ranks during backward.
+    """DDP: every rank holds the whole module; gradients are averaged across ranks during backward.
     No buffer syncing at each forward: the only buffers are rotary tables, identical on every rank.
     (torch 2.13 renamed broadcast_buffers, and warns on every rank when the old name is used.)"""
     no_sync = {'broadcast_buffers': False}
@@ -132,18 +157,6 @@ def set_gradient_sync(modules, on):
             m.set_requires_gradient_sync(on)
         elif isinstance(m, DDP):
             m.require_backward_grad_sync = on
-
-
-def all_reduce_grads(params):
-    """Averages the gradients of parameters that no wrapper averages (LET's projector), in one
-    collective."""
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat, op=dist.ReduceOp.AVG)
-    for g, avg in zip(grads, flat.split([g.numel() for g in grads])):
-        g.copy_(avg.view_as(g))
 
 
 def grad_norm(grads, device):

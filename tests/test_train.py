@@ -10,7 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ENV, REPO, TINY, TRAIN, max_diff, run_train, train_cmd, trained
+from configurator import ConfigError, TrainConfig, check_config
+from conftest import ENV, REPO, TINY, TRAIN, max_diff, read_log, run_train, train_cmd, trained
 from data.common import TokenWindows
 
 
@@ -225,3 +226,57 @@ def test_compilation_happens_before_the_first_timed_step_and_s_stop_compiles_not
     first_eval = next(i for i, line in enumerate(lines) if line.startswith('step 0:'))  # before step 1 starts
     assert traced and max(traced) < first_eval, [lines[i][-80:] for i in traced]
     assert 'S_stop reached' in done.stdout
+
+
+def wandb_history(folder):
+    """[(run id, step, {key: value})] from the offline runs wandb wrote under folder, in order. The .wandb file is a
+    log of 32 KiB blocks after a 7-byte header; each piece of a record has a 7-byte header (checksum, length,
+    kind: 1 whole, 2 first, 3 middle, 4 last) and the records are wandb's protobuf Records."""
+    import glob
+    import json as json_
+    from wandb.proto import wandb_internal_pb2
+    rows = []
+    for path in sorted(glob.glob(os.path.join(folder, 'wandb', 'offline-run-*', 'run-*.wandb'))):
+        data, pos, payload = open(path, 'rb').read(), 7, b''
+        while pos + 7 <= len(data):
+            if 32768 - pos % 32768 < 7:  # a block's tail too short for a header is padding
+                pos += 32768 - pos % 32768
+                continue
+            length, kind = int.from_bytes(data[pos + 4:pos + 6], 'little'), data[pos + 6]
+            payload, pos = payload + data[pos + 7:pos + 7 + length], pos + 7 + length
+            if kind in (1, 4) and payload:
+                record = wandb_internal_pb2.Record()
+                record.ParseFromString(payload)
+                payload = b''
+                if record.WhichOneof('record_type') == 'history':
+                    items = {i.key or '/'.join(i.nested_key): json_.loads(i.value_json) for i in record.history.item}
+                    rows.append((os.path.basename(path)[4:-6], items.pop('_step'), items))
+    return rows
+
+
+def test_wandb_log_sends_the_numbers_of_the_log_and_a_resume_continues_the_same_run(shakespeare_byte, tmp_path):
+    """--wandb_log=True (nanoGPT's setting), in wandb's offline mode: the run's history holds log.jsonl's numbers
+    at their iterations, and a resumed run logs into the same wandb run."""
+    env = dict(ENV, WANDB_MODE='offline', WANDB_DIR=str(tmp_path), WANDB_SILENT='true')
+    settings = dict(TINY, dataset=shakespeare_byte, out_dir=str(tmp_path / 'out'), wandb_log=True, init_from='auto')
+    for max_iters in (4, 8):  # the second run resumes from the first's checkpoint at step 4
+        done = subprocess.run(train_cmd(dict(settings, max_iters=max_iters)), capture_output=True, text=True,
+                              env=env, cwd=REPO, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert 'resuming from' in done.stdout
+    rows = wandb_history(tmp_path)
+    assert len({run for run, _, _ in rows}) == 1  # one wandb run, continued
+    logged = {(step, key): value for _, step, items in rows for key, value in items.items()}
+    log = read_log(tmp_path / 'out', 'train')
+    assert [r['iter'] for r in log] == list(range(1, 9))
+    assert all(logged[(r['iter'], 'train/lm_loss')] == r['lm_loss'] for r in log)
+    assert all(logged[(r['iter'], 'eval/val_loss')] == r['val_loss'] for r in read_log(tmp_path / 'out', 'eval'))
+
+
+def test_wandb_log_without_wandb_is_one_error_naming_the_extra(monkeypatch):
+    """Where wandb is not installed (find_spec finds no module of that name), before anything runs."""
+    import importlib.util as util
+    find_spec = util.find_spec
+    monkeypatch.setattr(util, 'find_spec', lambda name, *args: None if name == 'wandb' else find_spec(name, *args))
+    with pytest.raises(ConfigError, match=r'wandb_log=True needs wandb: pip install "\.\[wandb\]"'):
+        check_config(TrainConfig(wandb_log=True))
