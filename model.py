@@ -89,19 +89,6 @@ def padded_vocab(n):
     return 64 * math.ceil(n / 64)
 
 
-class LayerNorm(nn.Module):
-    """LayerNorm with an optional bias (PyTorch's has no bias=False before 2.1)."""
-
-    def __init__(self, ndim, bias, eps):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(ndim))
-        self.bias = nn.Parameter(torch.zeros(ndim)) if bias else None
-        self.eps = eps
-
-    def forward(self, x):
-        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, self.eps)
-
-
 class RMSNorm(nn.Module):
     def __init__(self, ndim, eps):
         super().__init__()
@@ -118,7 +105,7 @@ class RMSNorm(nn.Module):
 def make_norm(config):
     if config.norm == 'rmsnorm':
         return RMSNorm(config.n_embd, config.norm_eps)
-    return LayerNorm(config.n_embd, config.bias, config.norm_eps)
+    return nn.LayerNorm(config.n_embd, eps=config.norm_eps, bias=config.bias)
 
 
 def llama3_scaled(inv_freq, factor, low_freq_factor, high_freq_factor, original_max_position_embeddings):
@@ -272,7 +259,7 @@ class GPT(nn.Module):
         named_parameters() order, then copied in. So a student built on the meta device and sharded (FSDP, see
         train.py) gets on every rank its slice of exactly the weights one process draws whole: no process ever
         holds the whole student, and the run starts where a DDP run with the same seed starts."""
-        norms = {id(m.weight) for m in self.modules() if isinstance(m, (LayerNorm, RMSNorm))}
+        norms = {id(m.weight) for m in self.modules() if isinstance(m, (nn.LayerNorm, RMSNorm))}
         for name, p in self.named_parameters():  # a tied weight once
             full = torch.empty(p.shape, dtype=p.dtype, device='cpu')
             if name.endswith('bias'):
