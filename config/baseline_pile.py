@@ -21,11 +21,14 @@ bias = False
 tie_embeddings = False
 dropout = 0.0
 
-# batch: 8 sequences of 2048 tokens per GPU per micro-step (fits 80 GB in bf16 with AdamW), 8 micro-steps per GPU:
-# 8 GPUs x 8 x 8 x 2048 = 1,048,576 tokens per step; 19,073 steps = 20.0B tokens (the paper's budget)
+# batch: 4 sequences of 2048 tokens per GPU per micro-step, 16 micro-steps per GPU: 8 GPUs x 16 x 4 x 2048 =
+# 1,048,576 tokens per step; 19,073 steps = 20.0B tokens (the paper's budget). Memory per GPU under DDP, simulated
+# (python -m dev.gpu_memory config/let_pile.py --nproc=8; docs/scale.md): 59 GB of tensors with LET's teacher, 68 GB
+# with the allowance for what the simulation cannot see, of 80; 8 sequences per micro-step would need 99 GB. Halving
+# the micro-batch costs no FLOPs (the same tokens per step); unmeasured on a GPU.
 block_size = 2048
-batch_size = 8
-gradient_accumulation_steps = 64  # global; 8 per GPU with 8 GPUs
+batch_size = 4
+gradient_accumulation_steps = 128  # global; 16 per GPU with 8 GPUs
 max_iters = 19073
 lr_decay_iters = 19073
 

@@ -24,7 +24,8 @@ warmup_iters = 1000                # LLaMA's peak lr 3e-4, reached more gently t
 
 # sharding: 16 bytes per parameter (fp32 weights, gradients, AdamW) is 120 GB, more than a GPU; FSDP2 keeps
 # 1/32 of it per GPU (3.8 GB) and computes with bf16 copies of the weights. Activation checkpointing keeps
-# each block's input only: without it the activations alone (~40-55 GB per GPU) would not fit beside the
-# rest (docs/scale.md).
+# each block's input only. Memory per GPU, simulated (python -m dev.gpu_memory config/let_pile_7b.py;
+# docs/scale.md): a peak of 55 GB of tensors with LET's teacher, 64 GB with the allowance for what the simulation
+# cannot see, of 80; without activation checkpointing 106 GB.
 data_parallel = 'fsdp'
 activation_checkpointing = True

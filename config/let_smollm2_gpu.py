@@ -45,6 +45,9 @@ log_interval = 10
 # (an optimistic 40% of the H100's 989 dense peak; batches of 8k tokens may reach half of that). Baseline + LET:
 # ~48 s of compute per seed, ~2.4 min for three seeds; torch.compile (~30-60 s per run, six runs), loading the
 # teacher's GGUF (three times) and evaluation bring the whole command to about 8-10 minutes on one H100.
+# Memory, simulated (python -m dev.gpu_memory config/let_smollm2_gpu.py; docs/scale.md): a peak of 16.9 GB of
+# tensors, 21.6 GB with the allowance for what the simulation cannot see, of 80 (the distillation variants of
+# config/speedup_smollm2.py: 18.5 and 23.3).
 
 # LET (speedup.py's baseline runs the same with teacher='')
 let_proj = 'linear'  # learned 1024 -> 576 projection; the paper's parameter-free resize is 'interp'
