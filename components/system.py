@@ -117,10 +117,15 @@ class Stopwatch:
         if self.t0 is None:
             self.t0 = time.time()
 
+    def synchronizes(self):
+        """Whether stop() waits for the device: CUDA queues a step's work, a CPU has done it when its call
+        returns."""
+        return self.device.type == 'cuda'
+
     def stop(self):
         if self.t0 is None:
             return
-        if self.device.type == 'cuda':
+        if self.synchronizes():
             torch.cuda.synchronize(self.device)
         dt = time.time() - self.t0
         self.t0 = None

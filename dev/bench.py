@@ -9,17 +9,24 @@ Arguments are train.py's (config files and --key=value, passed through) plus ben
   --warmup=W    steps dropped before measuring: allocator, caches and compilation warm up (default 5)
   --repeats=R   runs of each kind, interleaved (plain, LET, plain, LET, ...) so drift hits both alike; the
                 ratios are then also given per repeat, which shows the noise (default 1)
-  --json=PATH   also write every figure to PATH
+  --json=PATH   also write every figure to PATH (rewritten after every run: a bench ended early keeps its runs)
 
 Each run is a fresh single-process `python train.py ...` (so peak memory starts clean and compilation is
 included), logging every step; the figures are medians of the logged step times after a warm-up. Two runs:
   plain   W warm-up steps, N measured steps                           -> row "plain", the baseline
   LET     W warm-up steps, N measured steps with the teacher,          -> row "LET"
           S_stop, W warm-up steps, N measured steps without it         -> row "LET after S_stop" (should be plain)
-LET's overhead is set against its FLOP floor: a teacher forward costs ~2*N_teacher FLOPs per token and the
-student's training step ~6*N_student, so a teacher 10x smaller than the student costs at least ~3%.
+Then, in this process, the teacher's forward alone (as the LET step runs it, W + N forwards, the first W dropped):
+its milliseconds and MFU beside the plain student step's. LET's overhead is set against two floors:
+  measured   the teacher's forwards of one step over the plain step, both as measured: what LET costs at the
+             efficiencies the two models reach; the overhead beyond it is the code's (the alignment loss and
+             projector, and anything LET's step does worse)
+  FLOP       the teacher's forward FLOPs over the student's training step FLOPs (~2*N_teacher against
+             ~6*N_student per token: a teacher 10x smaller costs at least ~3%), which assumes the teacher runs at
+             the student's fraction of peak; a narrow, deep teacher does not, so this one is information
 """
 
+import functools
 import json
 import os
 import re
@@ -28,12 +35,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 import torch
 
 from configurator import ConfigError, TrainConfig, check_config, exit_on_error, load_config, read_config_file
-from components.system import describe_machine, resolve_compile, resolve_device, resolve_dtype
-from data.tokenizer import HUB_NAME
+from components.system import DTYPES, autocast, describe_machine, resolve_compile, resolve_device, resolve_dtype
+from data.hub import HUB_NAME
+from teacher import load_teacher
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository, above dev/
 BENCH_OPTIONS = {'steps': 20, 'warmup': 5, 'repeats': 1, 'json': ''}
@@ -140,19 +149,91 @@ def summarise(runs, first, last, cuda):
         # CUDA: the most the allocator ever held (the records keep the running max); CPU: the process's peak RSS
         'peak_mem_gb': max(rec['cuda_peak_gb'] for rec in steps) if cuda else max(rss for _, _, rss in runs),
         'mfu': median([rec['mfu'] for rec in steps]),
+        # the device's peak FLOP/s as train.py's MFU divides by it (None where it reports no MFU)
+        'peak_flops': (steps[0]['flops_student'] * 1000 / steps[0]['dt_ms'] / steps[0]['mfu']
+                       if steps[0]['mfu'] else None),
         'mfu_with_teacher': median([rec['mfu_with_teacher'] for rec in steps]),
         'flops_student': steps[0]['flops_student'], 'flops_teacher': steps[0]['flops_teacher'],
         'teacher_calls_per_step': calls / len(steps),
     }
 
 
-def bench(train_args, steps=20, warmup=5, repeats=1, run=run_train):
-    """Runs every mode `repeats` times and returns the figures (a dict, as --json writes it)."""
+def teacher_forward(cfg, env, steps, warmup):
+    """Milliseconds per forward of the teacher alone, as train.py's LET step runs it: loaded in the run's dtype on
+    CUDA (float32 elsewhere), compiled when the runs are, under the same autocast, on one micro-batch
+    (batch_size x block_size); the mean of `steps` forwards after `warmup` (the first compiles)."""
+    device = torch.device(env['device'])
+    cuda = device.type == 'cuda'
+    teacher = load_teacher(cfg.teacher, device, DTYPES[env['dtype']] if cuda else torch.float32,
+                           trust=cfg.trust_checkpoint, layer=cfg.let_teacher_layer)
+    if env['compile']:
+        teacher.compile()
+    idx = torch.randint(teacher.model.config.vocab_size, (cfg.batch_size, cfg.block_size), device=device)
+    wait = torch.cuda.synchronize if cuda else lambda: None
+    with autocast(device.type, env['dtype']):
+        for _ in range(warmup):
+            teacher(idx)
+        wait()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            teacher(idx)
+        wait()
+    return (time.perf_counter() - t0) / steps * 1000
+
+
+def report(results, cfg, env, train_args, W, N, repeats):
+    """The figures of the runs in results ({mode: [(records, output, peak_rss)]}): those of every mode with a run,
+    and LET's against plain once both have one."""
+    cuda = env['device_type'] == 'cuda'
+    windows = {'plain': ('plain', W + 1, W + N), 'LET': ('LET', W + 1, W + N),
+               'LET after S_stop': ('LET', 2 * W + N + 1, 2 * (W + N))}
+    rep = {'env': env, 'train_args': train_args, 'steps': N, 'warmup': W, 'repeats': repeats,
+           'tokens_per_iter': cfg.batch_size * cfg.gradient_accumulation_steps * cfg.block_size,
+           'mem_kind': 'CUDA max allocated' if cuda else 'peak RSS',
+           'modes': {name: summarise(results[mode], first, last, cuda)
+                     for name, (mode, first, last) in windows.items() if results.get(mode)}}
+    if 'plain' not in rep['modes'] or 'LET' not in rep['modes']:
+        return rep
+
+    plain, let, after = (rep['modes'][m] for m in ('plain', 'LET', 'LET after S_stop'))
+    overhead = lambda a, b: b / a - 1
+    rep['let_overhead'] = overhead(plain['step_ms'], let['step_ms'])
+    rep['flop_floor'] = let['flops_teacher'] / let['flops_student']
+    rep['after_stop_overhead'] = overhead(plain['step_ms'], after['step_ms'])
+    # the noise: the same ratios per repeat, each run against the plain run beside it
+    rep['let_overhead_per_repeat'] = list(map(overhead, plain['step_ms_per_repeat'], let['step_ms_per_repeat']))
+    rep['after_stop_overhead_per_repeat'] = list(map(overhead, plain['step_ms_per_repeat'],
+                                                     after['step_ms_per_repeat']))
+    if cuda:
+        # memory allocated after the last step that held the teacher (iteration S_stop) and after the release
+        runs = [records for records, _, _ in results['LET']]
+        rep['cuda_mem_gb_before_stop'] = median([at(records, W + N)['cuda_mem_gb'] for records in runs])
+        rep['cuda_mem_gb_after_stop'] = median([rec['cuda_mem_gb'] for records in runs for rec in records
+                                                if rec['iter'] > 2 * W + N])
+        # the teacher's size as train.py prints it, for the memory the release should give back
+        found = re.search(r"teacher: .* \(([\d.]+)M parameters", results['LET'][0][1])
+        rep['teacher_params'] = float(found.group(1)) * 1e6 if found else None
+    return rep
+
+
+def teacher_figures(rep, forward_ms):
+    """The teacher's forward alone beside the student: its time and MFU, and the measured floor, the teacher's
+    forwards of one step over the plain step: what LET's overhead is at the efficiencies the two models reach (the
+    FLOP floor assumes the teacher runs at the student's)."""
+    plain, let = rep['modes']['plain'], rep['modes']['LET']
+    calls, peak = let['teacher_calls_per_step'], plain['peak_flops']
+    flops = let['flops_teacher'] / calls  # train.py's count for one forward
+    return {'teacher_forward_ms': forward_ms, 'teacher_mfu': flops / (forward_ms / 1000) / peak if peak else None,
+            'measured_floor': forward_ms * calls / plain['step_ms']}
+
+
+def bench(train_args, steps=20, warmup=5, repeats=1, run=run_train, time_teacher=teacher_forward, progress=None):
+    """Runs every mode `repeats` times, then times the teacher's forward alone (LET); returns the figures (a dict,
+    as --json writes it). progress(figures so far) is called after each run."""
     cfg = load_config(TrainConfig, train_args)  # the settings the runs will read: a bad one fails here, once
     check_config(cfg)
     W, N = warmup, steps
     env = environment(cfg)
-    cuda = env['device_type'] == 'cuda'
     let_on = bool(cfg.teacher) and cfg.let_lambda > 0
     if let_on:
         check_teacher(cfg.teacher)
@@ -168,43 +249,19 @@ def bench(train_args, steps=20, warmup=5, repeats=1, run=run_train):
     if let_on:
         settings['LET'] = dict(common, max_iters=2 * (W + N), eval_interval=2 * (W + N) + 1, let_stop=W + N)
     results = {mode: [] for mode in settings}
+    figures = lambda: report(results, cfg, env, train_args, W, N, repeats)
     with tempfile.TemporaryDirectory(prefix='bench-') as tmp:
         for r in range(repeats):
             for mode in settings:  # interleaved: plain, LET, plain, LET, ... so drift hits both alike
                 print(f"run {r + 1}/{repeats}: {mode} ...", flush=True)
                 results[mode].append(run(train_args, settings[mode], os.path.join(tmp, f"{mode}-{r}")))
-
-    windows = {'plain': ('plain', W + 1, W + N)}
-    if let_on:
-        windows['LET'] = ('LET', W + 1, W + N)
-        windows['LET after S_stop'] = ('LET', 2 * W + N + 1, 2 * (W + N))
-    report = {'env': env, 'train_args': train_args, 'steps': N, 'warmup': W, 'repeats': repeats,
-              'tokens_per_iter': cfg.batch_size * cfg.gradient_accumulation_steps * cfg.block_size,
-              'mem_kind': 'CUDA max allocated' if cuda else 'peak RSS',
-              'modes': {name: summarise(results[mode], first, last, cuda)
-                        for name, (mode, first, last) in windows.items()}}
-    if not let_on:
-        return report
-
-    plain, let, after = (report['modes'][m] for m in ('plain', 'LET', 'LET after S_stop'))
-    overhead = lambda a, b: b / a - 1
-    report['let_overhead'] = overhead(plain['step_ms'], let['step_ms'])
-    report['flop_floor'] = let['flops_teacher'] / let['flops_student']
-    report['after_stop_overhead'] = overhead(plain['step_ms'], after['step_ms'])
-    # the noise: the same ratios per repeat, each run against the plain run beside it
-    report['let_overhead_per_repeat'] = list(map(overhead, plain['step_ms_per_repeat'], let['step_ms_per_repeat']))
-    report['after_stop_overhead_per_repeat'] = list(map(overhead, plain['step_ms_per_repeat'],
-                                                        after['step_ms_per_repeat']))
-    if cuda:
-        # memory allocated after the last step that held the teacher (iteration S_stop) and after the release
-        runs = [records for records, _, _ in results['LET']]
-        report['cuda_mem_gb_before_stop'] = median([at(records, W + N)['cuda_mem_gb'] for records in runs])
-        report['cuda_mem_gb_after_stop'] = median([rec['cuda_mem_gb'] for records in runs for rec in records
-                                                   if rec['iter'] > 2 * W + N])
-        # the teacher's size as train.py prints it, for the memory the release should give back
-        found = re.search(r"teacher: .* \(([\d.]+)M parameters", results['LET'][0][1])
-        report['teacher_params'] = float(found.group(1)) * 1e6 if found else None
-    return report
+                if progress:
+                    progress(figures())
+    rep = figures()
+    if let_on:  # after the runs: this process holds no device memory while they run
+        print("the teacher's forward alone ...", flush=True)
+        rep.update(teacher_figures(rep, time_teacher(cfg, env, N, W)))
+    return rep
 
 
 # -----------------------------------------------------------------------------
@@ -243,6 +300,10 @@ def print_report(rep):
         return
     print(f"LET overhead while the teacher runs: {pct(rep['let_overhead'])} step time "
           f"{per_repeat(rep['let_overhead_per_repeat'])}")
+    print(f"  measured floor (the teacher's forwards of a step / the plain step): {pct(rep['measured_floor'])}")
+    print(f"    the teacher's forward alone: {rep['teacher_forward_ms']:.2f} ms x "
+          f"{rep['modes']['LET']['teacher_calls_per_step']:g} per step, MFU {mfu(rep['teacher_mfu'])}; the plain "
+          f"step: {rep['modes']['plain']['step_ms']:.2f} ms, MFU {mfu(rep['modes']['plain']['mfu'])}")
     print(f"  FLOP floor (teacher forward / student training step): {pct(rep['flop_floor'])}")
     print(f"LET overhead after S_stop: {pct(rep['after_stop_overhead'])} step time "
           f"{per_repeat(rep['after_stop_overhead_per_repeat'])}")
@@ -261,11 +322,17 @@ def print_report(rep):
 
 def main(argv=None):
     opts, train_args = exit_on_error(parse_args, sys.argv[1:] if argv is None else argv)
-    rep = exit_on_error(bench, train_args, opts['steps'], opts['warmup'], opts['repeats'], failed=(RunFailed,))
+
+    def write(figures):
+        if opts['json']:
+            with open(opts['json'] + '.tmp', 'w') as f:
+                json.dump(figures, f, indent=1)
+            os.replace(opts['json'] + '.tmp', opts['json'])  # whole or not at all, should this be ended
+    rep = exit_on_error(functools.partial(bench, progress=write), train_args, opts['steps'], opts['warmup'],
+                        opts['repeats'], failed=(RunFailed,))
     print_report(rep)
+    write(rep)
     if opts['json']:
-        with open(opts['json'], 'w') as f:
-            json.dump(rep, f, indent=1)
         print(f"figures written to {opts['json']}")
     return rep
 

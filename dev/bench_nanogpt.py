@@ -6,17 +6,21 @@ Step time side by side: nanoGPT's train.py against this repository's train.py, t
     python -m dev.bench_nanogpt --nanogpt=/tmp/nanoGPT/train.py --repeats=10
 
 Both run as subprocesses, interleaved (nanoGPT, ours, nanoGPT, ours, ...) for --repeats pairs, on the byte-level
-Shakespeare of this repository (python data/shakespeare/prepare.py --tokenizer=byte; linked into the nanoGPT
-checkout as data/shakebyte/). Each run does --warmup + --steps training steps; the first --warmup are dropped
-and the median of the rest is that run's step time. Every pair gives one ratio ours / nanoGPT; the summary is
-the median and min-max of those ratios. No asserts: a ratio measured side by side, with its spread.
+Shakespeare of this repository (python data/shakespeare/prepare.py --tokenizer=byte). nanoGPT's train.py reads
+configurator.py and data/<dataset>/ from its working folder, so it runs in a scratch folder holding links to both
+(data/shakebyte/ there links our bins), removed at the end: nothing is written into the checkout. Each run does
+--warmup + --steps training steps; the first --warmup are dropped and the median of the rest is that run's step
+time. Every pair gives one ratio ours / nanoGPT; the summary is the median and min-max of those ratios. No asserts:
+a ratio measured side by side, with its spread.
 
 Two measures per run:
   self   the trainer's own per-step time. nanoGPT: the 'time ...ms' it prints, which spans one whole loop
          iteration (including its logging and the next batch read). ours: 'dt_ms' of the 'train' records in
          out_dir/log.jsonl (lr, data, forward/backward, optimizer step; not the logging after it).
   loop   the interval between consecutive 'iter N:' lines on the trainer's stdout, stamped here as they arrive
-         (PYTHONUNBUFFERED=1): the same definition on both sides, one whole loop iteration each.
+         (PYTHONUNBUFFERED=1): the same definition on both sides, one whole loop iteration each. 'self' leaves our
+         log line's host time out of ours but not out of nanoGPT's, so the loop ratio is the one to compare with
+         a target (dev/gpu_check.py judges it).
 
 Setting (both), --preset=cpu (the default): GPT-2 flavour, n_layer=4, n_head=4, n_embd=192, block_size=128,
 batch_size=16, accumulation 1, dropout 0, bias, fp32, cpu, no compile, OMP_NUM_THREADS=2 (and MKL_NUM_THREADS=2),
@@ -27,7 +31,9 @@ byte vocabulary of 256. Steps several times slower than the fastest (other work 
 cuda in bf16, compiled, with GPT-2's padded vocabulary of 50,304 (the byte data stands in for GPT-2 tokens: ids
 below 256 are valid GPT-2 ids, and the step's cost does not depend on which ids it reads); 10 warm-up + 20
 measured steps, 2 pairs, no waiting for an idle CPU. --device, --dtype, --compile, the model's sizes and --vocab
-override single settings of either preset, and --max_time bounds all pairs together (dev/gpu_check.py):
+override single settings of either preset, and --max_time bounds all pairs together (dev/gpu_check.py): a run
+that reaches it is ended, and the pairs before it are the result. --json is rewritten after every pair, so a
+measurement ended from outside keeps its pairs:
 
     python -m dev.bench_nanogpt --nanogpt=/tmp/nanoGPT/train.py --preset=gpt2-124m-gpu --json=nanogpt.json
 """
@@ -142,26 +148,48 @@ def wait_quiet(a):
     return time.monotonic() - t0
 
 
-def run_proc(cmd, cwd, env, timeout):
-    """Runs cmd; returns (rc, stdout lines, arrival time of each line (perf_counter), stderr text)."""
+class OutOfTime(Exception):
+    """A run was ended at its time limit (--timeout, or what --max_time left)."""
+
+
+def nanogpt_workdir(nanogpt, name, src_dir, vocab_size, parent):
+    """The working folder of nanoGPT's train.py, made in parent: a link to the checkout's configurator.py (which
+    train.py reads from its working folder) and data/<name>/ (ensure_nanogpt_dataset)."""
+    os.makedirs(parent, exist_ok=True)
+    os.symlink(os.path.join(os.path.dirname(os.path.abspath(nanogpt)), 'configurator.py'),
+               os.path.join(parent, 'configurator.py'))
+    ensure_nanogpt_dataset(parent, name, src_dir, vocab_size)
+    return parent
+
+
+def run_proc(cmd, cwd, env, timeout, label):
+    """Runs cmd; returns (rc, stdout lines, arrival time of each line (perf_counter), stderr text). At timeout the
+    command is killed, printing or not (compiling prints nothing for a minute): OutOfTime."""
     p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+    fired = threading.Event()
+
+    def kill():  # the stdout loop below ends when the killed command's pipe closes
+        fired.set()
+        p.kill()
+    timer = threading.Timer(timeout, kill)
+    timer.start()
     err = []
     t_err = threading.Thread(target=lambda: err.append(p.stderr.read()), daemon=True)
     t_err.start()
     lines, stamps = [], []
-    deadline = time.monotonic() + timeout
-    for line in p.stdout:
-        stamps.append(time.perf_counter())
-        lines.append(line.rstrip('\n'))
-        if time.monotonic() > deadline:
-            p.kill()
-            break
     try:
-        rc = p.wait(timeout=max(1.0, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        p.kill()
+        for line in p.stdout:
+            stamps.append(time.perf_counter())
+            lines.append(line.rstrip('\n'))
         rc = p.wait()
+    except BaseException:  # an error or Ctrl-C here: the command does not outlive it
+        p.kill()
+        raise
+    finally:
+        timer.cancel()
     t_err.join(timeout=5)
+    if fired.is_set() and rc != 0:  # (a command that had ended just before is not out of time)
+        raise OutOfTime(f"{label}'s run ended at its time limit ({timeout:.0f} s)")
     return rc, lines, stamps, ''.join(err)
 
 
@@ -183,19 +211,19 @@ def loop_intervals(lines, stamps, step_of_line):
 def fail(label, rc, lines, err):
     tail = '\n'.join(lines[-15:])
     if rc in (-9, -15):
-        rc = f"{rc}: killed, past --timeout or --max_time, or by the system"
+        rc = f"{rc}: killed by the system"
     sys.exit(f"{label} run failed (rc {rc}).\n--- stdout tail ---\n{tail}\n--- stderr tail ---\n{err[-3000:]}")
 
 
 def run_nanogpt(a, env, timeout):
-    cwd = os.path.dirname(os.path.abspath(a.nanogpt))
+    cwd = a.nanogpt_cwd
     out_dir = tempfile.mkdtemp(prefix='cmp_nanogpt_')
     # nanoGPT runs iterations 0..max_iters inclusive; iteration 0 includes its first evaluation
     cmd = [sys.executable, os.path.abspath(a.nanogpt), f'--dataset={a.nanogpt_dataset}', *a.model_flags,
            f'--max_iters={a.warmup + a.steps - 1}', '--always_save_checkpoint=False', f'--out_dir={out_dir}',
            *a.nanogpt_extra]
     try:
-        rc, lines, stamps, err = run_proc(cmd, cwd, env, timeout)
+        rc, lines, stamps, err = run_proc(cmd, cwd, env, timeout, 'nanoGPT')
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
     if rc != 0:
@@ -217,7 +245,7 @@ def run_ours(a, env, timeout):
            f'--max_iters={a.warmup + a.steps}', '--progress=False', '--init_from=scratch', f'--out_dir={out_dir}',
            *a.ours_extra]
     try:
-        rc, lines, stamps, err = run_proc(cmd, cwd, env, timeout)
+        rc, lines, stamps, err = run_proc(cmd, cwd, env, timeout, 'ours')
         if rc != 0:
             fail('ours', rc, lines, err)
         self_ms = {}
@@ -366,17 +394,28 @@ def summary(results):
             'ours_ms': stat([x['ours']['self_med'] for x in results])}
 
 
+def write_json(a, results, stopped):
+    """--json: the pairs so far, with their statistics (evaluate) and why the measurement stopped early, if it did."""
+    if not a.json:
+        return
+    floor = evaluate(results, a)[0] if results else None
+    with open(a.json + '.tmp', 'w') as f:
+        json.dump({'args': vars(a), 'preset': a.preset, 'settings': a.settings, 'floor_ms': floor,
+                   'stopped_early': stopped, 'summary': summary(results), 'results': results}, f, indent=1)
+    os.replace(a.json + '.tmp', a.json)  # whole or not at all, should this process be ended while writing
+
+
 def main(argv=None):
     a = parse_args(argv)
     t_start = time.monotonic()
     ours_dir = os.path.dirname(os.path.abspath(a.ours))
     src_dir = os.path.join(ours_dir, 'data', a.ours_dataset)
-    ensure_nanogpt_dataset(os.path.dirname(os.path.abspath(a.nanogpt)), a.nanogpt_dataset,
-                           a.data_src or src_dir, a.vocab_size)
+    scratch = tempfile.mkdtemp(prefix='bench_nanogpt_')
+    atexit.register(shutil.rmtree, scratch, True)  # also when a run fails and sys.exit ends this
+    a.nanogpt_cwd = nanogpt_workdir(a.nanogpt, a.nanogpt_dataset, a.data_src or src_dir, a.vocab_size,
+                                    os.path.join(scratch, 'nanogpt'))
     if a.vocab_size != 256:  # ours reads the same bins under a meta.json of the larger vocabulary
-        tmp_data = tempfile.mkdtemp(prefix='cmp_data_')
-        atexit.register(shutil.rmtree, tmp_data, True)  # also when a run fails and sys.exit ends this
-        a.ours_dataset = ours_dataset_with_vocab(src_dir, a.vocab_size, tmp_data)
+        a.ours_dataset = ours_dataset_with_vocab(src_dir, a.vocab_size, scratch)
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads), PYTHONUNBUFFERED='1')
     env.pop('RANK', None)  # never DDP
 
@@ -406,10 +445,15 @@ def main(argv=None):
             print(f"stopping early, {stopped}", flush=True)
             break
         t_pair = time.monotonic()
-        waited = wait_quiet(a)
-        ng = run_nanogpt(a, env, timeout())
-        waited += wait_quiet(a)
-        us = run_ours(a, env, timeout())
+        try:
+            waited = wait_quiet(a)
+            ng = run_nanogpt(a, env, timeout())
+            waited += wait_quiet(a)
+            us = run_ours(a, env, timeout())
+        except OutOfTime as e:
+            stopped = f"pair {r + 1} not finished: {e}"
+            print(f"stopping early, {stopped}", flush=True)
+            break
         last_pair = time.monotonic() - t_pair
         if waited > 10:  # 6 s is the minimum: 3 one-second samples before each run
             print(f"    (waited {waited:.0f} s for other work on the machine to finish)", flush=True)
@@ -419,8 +463,13 @@ def main(argv=None):
         print(row(results[-1]), flush=True)
         if r == 0 and us['threads_reported'] not in (None, str(a.threads)):
             print(f"warning: ours reports torch threads {us['threads_reported']}", flush=True)
+        write_json(a, results, stopped)
         r += 1
 
+    write_json(a, results, stopped)
+    if not results:
+        print("no pair finished", flush=True)
+        return
     floor, limit = evaluate(results, a)
     print(f"\nfinal, with the floor over all runs = {floor:.1f} ms (clean: step <= {limit:.1f} ms):")
     for x in results:
@@ -436,10 +485,6 @@ def main(argv=None):
     print(f"  ours    step (ms): {spread([x['ours']['clean_med'] for x in valid])}")
     print(f"  ratio ours/nanoGPT: {spread([x['ratio_clean'] for x in valid])}")
     print(f"  ratio ours/nanoGPT, loop (stdout line interval): {spread([x['ratio_clean_loop'] for x in valid])}")
-    if a.json:
-        with open(a.json, 'w') as f:
-            json.dump({'args': vars(a), 'preset': a.preset, 'settings': a.settings, 'floor_ms': floor,
-                       'stopped_early': stopped, 'summary': summary(results), 'results': results}, f, indent=1)
 
 
 if __name__ == '__main__':

@@ -1,5 +1,6 @@
 """How dev/gpu_check.py runs its checks: each under a time limit carved from the budget (allot), their commands
-ended, with all they started, at the check's deadline (Context.run), and the report as JSON and a markdown table."""
+ended, with all they started, at the check's deadline (Context.run), the run's status (overall), and the report as
+JSON and a markdown table."""
 
 import json
 import os
@@ -15,7 +16,7 @@ class Skip(Exception):
 
 
 class TimedOut(Exception):
-    pass
+    """A command reached the check's deadline and was ended: the check is incomplete, not failed."""
 
 
 class CommandFailed(Exception):
@@ -64,6 +65,11 @@ class Context:
         os.makedirs(self.logs, exist_ok=True)
         self.env = dict(os.environ, PYTHONUNBUFFERED='1')
         self.env.pop('RANK', None)  # never inherit a process group
+        # every command reads and writes torch's one on-disk inductor cache (its default folder, or
+        # TORCHINDUCTOR_CACHE_DIR), so a graph one check compiled (the student's and the teacher's of
+        # config/let_smollm2_gpu.py) is read back by the later ones; on, where a torch leaves the caches off
+        for cache in ('TORCHINDUCTOR_FX_GRAPH_CACHE', 'TORCHINDUCTOR_AUTOGRAD_CACHE'):
+            self.env.setdefault(cache, '1')
         if self.cpu:
             self.env.setdefault('OMP_NUM_THREADS', '1')  # tiny models: threads only contend
 
@@ -101,9 +107,27 @@ def judged(ok, cpu):
     return 'not judged (CPU)' if cpu else ('pass' if ok else 'fail')
 
 
-def status_of(items):
-    """A check's status from its rows, or the whole run's from its checks: one failure fails it."""
-    return 'fail' if any(r['status'] == 'fail' for r in items) else 'pass'
+def status_of(rows):
+    """A check's status from its rows: one failure fails it."""
+    return 'fail' if any(r['status'] == 'fail' for r in rows) else 'pass'
+
+
+UNFINISHED = ('skipped', 'timed out')  # a check's status when it did not judge all it exists to judge
+EXIT_STATUS = {'pass': 0, 'fail': 1, 'incomplete': 3}  # 2: a bad argument (argparse)
+
+
+def overall(checks):
+    """The run's status: 'fail' when a check failed, else 'incomplete' when one was skipped or timed out (its
+    claim untested), else 'pass'."""
+    if any(c['status'] == 'fail' for c in checks):
+        return 'fail'
+    return 'incomplete' if any(c['status'] in UNFINISHED for c in checks) else 'pass'
+
+
+def summary(report):
+    """The run's status in words: the status, and the checks that did not finish."""
+    unfinished = [f"{c['title']} {c['status']}" for c in report['checks'] if c['status'] in UNFINISHED]
+    return report['status'] + (f" ({'; '.join(unfinished)})" if unfinished else '')
 
 
 def markdown(report):
@@ -119,7 +143,8 @@ def markdown(report):
         for r in c['rows']:
             status = r['status'] if r['status'] != 'fail' else '**fail**'
             lines.append(f"| {c['title']} | {r['figure']}: {cell(r['value'])} | {cell(r['target'])} | {status} |")
-    lines += ['', f"Overall: **{report['status']}**. Figures: gpu_check.json; commands' output: logs/."]
+    lines += ['', f"Overall: **{summary(report)}**. Figures: gpu_check.json (a check that did not finish keeps "
+                  f"what it measured); commands' output: logs/."]
     return '\n'.join(lines) + '\n'
 
 

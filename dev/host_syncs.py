@@ -12,13 +12,15 @@ the same way (sync_warnings).
 
 A global optimizer step post-hook notes the running counts at every optimizer step; step s's counts are what
 happened after step s-1's optimizer step up to its own. That window holds step s-1's logging (train.py logs after
-a step, as iteration s), the evaluation at iteration s, and step s's own work. So `logged` is s % log_interval
-== 0 and `evaluated` s % eval_interval == 0, train.py's settings; every other step should count 0. What follows
-the last optimizer step (the final log, evaluation and checkpoint) is no step's: it is printed as the tail.
-Steps are numbered from 0: run it fresh (init_from='scratch' or a new out_dir), not as a resume.
+a step, as iteration s), the evaluation at iteration s, the teacher's release when S_stop is s, and step s's own
+work. So `logged` is s % log_interval == 0, `evaluated` s % eval_interval == 0 (train.py's settings), and
+`released` marks the step whose window holds Teacher.release (once a run: train.py stops its clock there, which
+on CUDA waits for the device, and the release returns the teacher's memory); every other step should count 0.
+What follows the last optimizer step (the final log, evaluation and checkpoint) is no step's: it is printed as the
+tail. Steps are numbered from 0: run it fresh (init_from='scratch' or a new out_dir), not as a resume.
 
-Prints a table, and the JSON list of {step, syncs, logged, evaluated, calls: {"<call> <file:line>": n}} (with
-sync_warnings on CUDA) to --json=PATH, or to stdout without it.
+Prints a table, and the JSON list of {step, syncs, logged, evaluated, released, calls: {"<call> <file:line>": n}}
+(with sync_warnings on CUDA) to --json=PATH, or to stdout without it.
 """
 
 import collections
@@ -57,6 +59,7 @@ class Recorder:
         self.events = []  # (device type, or None for a synchronize call; call; file:line)
         self.warned = []  # file:line of each sync warning (CUDA)
         self.marks = []  # (len(events), len(warned)) at each optimizer step
+        self.releases = []  # len(marks) at each release of the teacher: the step whose window holds it
         self.device_type = None  # the optimizer's parameters' device: the run's
         self.cuda_warnings = False  # whether torch's sync-debug warnings are counted
 
@@ -95,6 +98,7 @@ def _counting(rec, call, original, tensor_method):
 def recording(cuda_warnings=None):
     """Counts every call that can wait for the device while inside; restores everything after. cuda_warnings: also
     count torch's sync-debug warnings (default: when CUDA is available)."""
+    from teacher import Teacher
     rec = Recorder()
     patched = [(torch.Tensor, name, True) for name in TENSOR_CALLS]
     patched += [(torch.cuda, 'synchronize', False), (torch.cuda.Event, 'synchronize', False),
@@ -105,6 +109,12 @@ def recording(cuda_warnings=None):
         saved.append((owner, name, own, vars(owner).get(name)))
         label = name if owner is torch.Tensor else f"{owner.__name__}.{name}"
         setattr(owner, name, _counting(rec, label, getattr(owner, name), tensor_method))
+    release = vars(Teacher)['release']
+
+    def noted_release(teacher):
+        rec.releases.append(len(rec.marks))
+        return release(teacher)
+    Teacher.release = noted_release
     handle = register_optimizer_step_post_hook(rec.step_hook)
     rec.cuda_warnings = cuda_warnings = torch.cuda.is_available() if cuda_warnings is None else cuda_warnings
     show = warnings.showwarning
@@ -126,6 +136,7 @@ def recording(cuda_warnings=None):
                 torch.cuda.set_sync_debug_mode('default')
                 warnings.showwarning = show
             handle.remove()
+            Teacher.release = release
             for owner, name, own, original in saved:
                 if own:
                     setattr(owner, name, original)
@@ -139,7 +150,7 @@ def per_step(rec, log_interval, eval_interval):
     for s, (end, end_w) in enumerate(rec.marks):
         calls = rec.window(start, end)
         record = {'step': s, 'syncs': sum(calls.values()), 'logged': s % log_interval == 0,
-                  'evaluated': s % eval_interval == 0, 'calls': dict(calls)}
+                  'evaluated': s % eval_interval == 0, 'released': s in rec.releases, 'calls': dict(calls)}
         if rec.cuda_warnings:
             record['sync_warnings'] = end_w - start_w
         steps.append(record)
@@ -172,22 +183,25 @@ def count_syncs(train_args, cuda_warnings=None):
 
 
 def quiet(record):
-    return not record['logged'] and not record['evaluated']
+    """A step that should not wait for the device: it neither logs, evaluates nor releases the teacher."""
+    return not (record['logged'] or record['evaluated'] or record.get('released'))
 
 
 def describe(steps, tail, device_type):
-    """The table: a line per step, then what the steps that neither log nor evaluate did."""
-    lines = [f"host syncs per optimizer step ({device_type}): step, syncs, logs/evaluates, where"]
+    """The table: a line per step, then what the quiet steps (neither log, evaluate nor release) did."""
+    lines = [f"host syncs per optimizer step ({device_type}): step, syncs, logs/evaluates/releases the teacher, "
+             f"where"]
     for r in steps:
-        kind = ('log' if r['logged'] else '') + ('+eval' if r['evaluated'] else '')
+        kind = '+'.join(k for k, on in (('log', r['logged']), ('eval', r['evaluated']),
+                                        ('release', r.get('released'))) if on)
         warned = f", {r['sync_warnings']} sync warnings" if r.get('sync_warnings') else ''
         where_ = ', '.join(f"{k} x{n}" for k, n in r['calls'].items())
-        lines.append(f"  {r['step']:>5} {r['syncs']:>4} {kind or '-':<8} {where_}{warned}")
+        lines.append(f"  {r['step']:>5} {r['syncs']:>4} {kind or '-':<14} {where_}{warned}")
     lines.append(f"  after the last step: {tail['syncs']} syncs (the final log, evaluation and checkpoint)")
     rest = [r for r in steps if quiet(r)]
     waiting = [r for r in rest if r['syncs'] or r.get('sync_warnings')]
-    lines.append(f"steps that neither log nor evaluate: {len(rest)}, of which {len(waiting)} wait for the device "
-                 f"(target: 0)")
+    lines.append(f"steps that neither log, evaluate nor release the teacher: {len(rest)}, of which {len(waiting)} "
+                 f"wait for the device (target: 0)")
     return '\n'.join(lines)
 
 
