@@ -106,41 +106,46 @@ class TrainConfig:
 
 
 def check_config(cfg):
-    """Settings that cannot work, caught before any data is read or compute spent."""
-    def need(ok, msg):
-        if not ok:
-            raise ConfigError(msg)
-    need(cfg.init_from in ('auto', 'scratch', 'resume'), f"init_from={cfg.init_from!r}: use 'auto', 'scratch' or 'resume'")
-    for k in ('batch_size', 'block_size', 'gradient_accumulation_steps', 'eval_interval', 'log_interval',
-              'eval_iters', 'max_nonfinite_steps', 'checkpoint_interval'):
-        need(getattr(cfg, k) > 0, f"{k}={getattr(cfg, k)} must be positive")
-    need(cfg.max_iters >= 0, f"max_iters={cfg.max_iters} must be >= 0")
-    need(cfg.dtype in ('auto', 'float32', 'bfloat16', 'float16'),
-         f"dtype={cfg.dtype!r}: use auto, float32, bfloat16 or float16")
-    need(cfg.block_size > 1, "block_size must be at least 2")
-    need(cfg.data_parallel in ('ddp', 'fsdp'), f"data_parallel={cfg.data_parallel!r}: use 'ddp' or 'fsdp'")
-    need(cfg.teacher or cfg.kd_lambda == 0, f"kd_lambda={cfg.kd_lambda} distills from a teacher: set teacher")
-    need(not cfg.wandb_log or importlib.util.find_spec('wandb'), "wandb_log=True needs wandb: pip install \".[wandb]\"")
+    """Settings that cannot work, caught before any data is read or compute spent: (ok, the error) in order, the
+    first that fails raised."""
+    positive = ('batch_size', 'block_size', 'gradient_accumulation_steps', 'eval_interval', 'log_interval',
+                'eval_iters', 'max_nonfinite_steps', 'checkpoint_interval')
+    checks = [(getattr(cfg, k) > 0, f"{k}={getattr(cfg, k)} must be positive") for k in positive] + [
+        (cfg.init_from in ('auto', 'scratch', 'resume'), f"init_from={cfg.init_from!r}: use 'auto', 'scratch' or 'resume'"),
+        (cfg.max_iters >= 0, f"max_iters={cfg.max_iters} must be >= 0"),
+        (cfg.dtype in ('auto', 'float32', 'bfloat16', 'float16'), f"dtype={cfg.dtype!r}: use auto, float32, bfloat16 or float16"),
+        (cfg.block_size > 1, "block_size must be at least 2"),
+        (cfg.data_parallel in ('ddp', 'fsdp'), f"data_parallel={cfg.data_parallel!r}: use 'ddp' or 'fsdp'"),
+        (cfg.teacher or cfg.kd_lambda == 0, f"kd_lambda={cfg.kd_lambda} distills from a teacher: set teacher"),
+        (not cfg.wandb_log or importlib.util.find_spec('wandb'), "wandb_log=True needs wandb: pip install \".[wandb]\""),
+    ]
     if cfg.teacher:  # LET's settings (let.py)
         from let import ALIGN_LOSSES, PROJECTORS
-        need(cfg.let_stop > 0, f"let_stop={cfg.let_stop} must be a positive number of iterations (S_stop)")
-        need(cfg.let_lambda >= 0, f"let_lambda={cfg.let_lambda} must be >= 0")
-        need(len(cfg.let_layers) > 0 and all(isinstance(k, int) and not isinstance(k, bool) for k in cfg.let_layers),
-             f"let_layers={cfg.let_layers!r} must be one or more block indices")
-        need(all(0 <= k < cfg.n_layer for k in cfg.let_layers) and len(set(cfg.let_layers)) == len(cfg.let_layers),
+        blocks = len(cfg.let_layers) > 0 and all(isinstance(k, int) and not isinstance(k, bool) for k in cfg.let_layers)
+        checks += [
+            (cfg.let_stop > 0, f"let_stop={cfg.let_stop} must be a positive number of iterations (S_stop)"),
+            (cfg.let_lambda >= 0, f"let_lambda={cfg.let_lambda} must be >= 0"),
+            (blocks, f"let_layers={cfg.let_layers!r} must be one or more block indices"),
+            (blocks and all(0 <= k < cfg.n_layer for k in cfg.let_layers) and len(set(cfg.let_layers)) == len(cfg.let_layers),
              f"let_layers={cfg.let_layers}: blocks are counted from 0, so each must be in 0..{cfg.n_layer - 1} "
-             f"(n_layer={cfg.n_layer}), without repeats")
-        need(isinstance(cfg.let_teacher_layer, int) and not isinstance(cfg.let_teacher_layer, bool)
+             f"(n_layer={cfg.n_layer}), without repeats"),
+            (isinstance(cfg.let_teacher_layer, int) and not isinstance(cfg.let_teacher_layer, bool)
              and cfg.let_teacher_layer >= -1, f"let_teacher_layer={cfg.let_teacher_layer!r} must be -1 (the "
-             f"teacher's final hidden state) or a teacher block counted from 0")
-        need(cfg.let_proj in PROJECTORS, f"let_proj={cfg.let_proj!r}: use one of {PROJECTORS}")
-        need(cfg.let_loss in ALIGN_LOSSES, f"let_loss={cfg.let_loss!r}: use one of {ALIGN_LOSSES}")
+             f"teacher's final hidden state) or a teacher block counted from 0"),
+            (cfg.let_proj in PROJECTORS, f"let_proj={cfg.let_proj!r}: use one of {PROJECTORS}"),
+            (cfg.let_loss in ALIGN_LOSSES, f"let_loss={cfg.let_loss!r}: use one of {ALIGN_LOSSES}"),
+        ]
     if cfg.kd_lambda != 0:  # the distillation's (distill.py)
         from distill import KD_SCHEDULES
-        need(cfg.kd_lambda >= 0, f"kd_lambda={cfg.kd_lambda} must be >= 0")
-        need(cfg.kd_stop >= 0, f"kd_stop={cfg.kd_stop} must be >= 0 (0: distill for the whole run, as RKD)")
-        need(cfg.kd_schedule in KD_SCHEDULES, f"kd_schedule={cfg.kd_schedule!r}: use one of {KD_SCHEDULES}")
-        need(cfg.kd_temperature > 0, f"kd_temperature={cfg.kd_temperature} must be > 0")
+        checks += [
+            (cfg.kd_lambda >= 0, f"kd_lambda={cfg.kd_lambda} must be >= 0"),
+            (cfg.kd_stop >= 0, f"kd_stop={cfg.kd_stop} must be >= 0 (0: distill for the whole run, as RKD)"),
+            (cfg.kd_schedule in KD_SCHEDULES, f"kd_schedule={cfg.kd_schedule!r}: use one of {KD_SCHEDULES}"),
+            (cfg.kd_temperature > 0, f"kd_temperature={cfg.kd_temperature} must be > 0"),
+        ]
+    for ok, error in checks:
+        if not ok:
+            raise ConfigError(error)
 
 
 def model_config(cfg, vocab_size):

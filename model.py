@@ -57,29 +57,29 @@ class GPTConfig:
                                   # 'original_max_position_embeddings'}; None = plain rotary
 
     def __post_init__(self):
-        # impossible shapes are caught here, before any weight is allocated
-        def need(ok, msg):
+        # impossible shapes are caught here, before any weight is allocated: (ok, the error), the first that fails
+        # is raised
+        self.n_kv_head = self.n_kv_head or self.n_head
+        head_size = self.n_embd // self.n_head if self.n_head > 0 else 0
+        self.rope_dims = self.rope_dims or head_size
+        positive = ('block_size', 'vocab_size', 'n_layer', 'n_head', 'n_embd')
+        checks = [(getattr(self, k) > 0, f"{k}={getattr(self, k)} must be positive") for k in positive] + [
+            (self.n_head > 0 and self.n_embd % self.n_head == 0,
+             f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}; pick n_embd = n_head * head_size"),
+            (self.n_kv_head > 0 and self.n_head % self.n_kv_head == 0,
+             f"n_head={self.n_head} is not a multiple of n_kv_head={self.n_kv_head}"),
+            (self.norm in ('layernorm', 'rmsnorm'), f"norm={self.norm!r}: use 'layernorm' or 'rmsnorm'"),
+            (self.mlp in MLPS, f"mlp={self.mlp!r}: use one of {MLPS}"),
+            (self.pos in ('learned', 'rope'), f"pos={self.pos!r}: use 'learned' or 'rope'"),
+            (self.pos != 'rope' or (self.rope_dims % 2 == 0 and 0 < self.rope_dims <= head_size),
+             f"rotary needs an even rope_dims={self.rope_dims} of at most the head size {head_size}"),
+            (self.rope_scaling is None or set(self.rope_scaling) == set(LLAMA3_ROPE_KEYS),
+             f"rope_scaling={self.rope_scaling!r}: give exactly {LLAMA3_ROPE_KEYS}"),
+            (0.0 <= self.dropout < 1.0, f"dropout={self.dropout} must be in [0, 1)"),
+        ]
+        for ok, error in checks:
             if not ok:
-                raise ValueError(f"model config: {msg}")
-        for k in ('block_size', 'vocab_size', 'n_layer', 'n_head', 'n_embd'):
-            need(getattr(self, k) > 0, f"{k}={getattr(self, k)} must be positive")
-        need(self.n_embd % self.n_head == 0,
-             f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}; pick n_embd = n_head * head_size")
-        if self.n_kv_head == 0:
-            self.n_kv_head = self.n_head
-        need(self.n_head % self.n_kv_head == 0,
-             f"n_head={self.n_head} is not a multiple of n_kv_head={self.n_kv_head}")
-        need(self.norm in ('layernorm', 'rmsnorm'), f"norm={self.norm!r}: use 'layernorm' or 'rmsnorm'")
-        need(self.mlp in MLPS, f"mlp={self.mlp!r}: use one of {MLPS}")
-        need(self.pos in ('learned', 'rope'), f"pos={self.pos!r}: use 'learned' or 'rope'")
-        head_size = self.n_embd // self.n_head
-        if self.rope_dims == 0:
-            self.rope_dims = head_size
-        need(self.pos != 'rope' or (self.rope_dims % 2 == 0 and 0 < self.rope_dims <= head_size),
-             f"rotary needs an even rope_dims={self.rope_dims} of at most the head size {head_size}")
-        need(self.rope_scaling is None or set(self.rope_scaling) == set(LLAMA3_ROPE_KEYS),
-             f"rope_scaling={self.rope_scaling!r}: give exactly {LLAMA3_ROPE_KEYS}")
-        need(0.0 <= self.dropout < 1.0, f"dropout={self.dropout} must be in [0, 1)")
+                raise ValueError(f"model config: {error}")
         if self.mlp_hidden == 0:
             self.mlp_hidden = 4 * self.n_embd if self.mlp != 'swiglu' else 64 * math.ceil(8 * self.n_embd / 3 / 64)
 

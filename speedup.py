@@ -57,7 +57,7 @@ import torch
 from components.checkpoint import load_checkpoint, plain, read_log
 from speedup_report import best_rate, group_rows, speedups, teacher_ckpt, teacher_info, write_report
 from speedup_report import compare  # noqa: F401 (the GPU check in tools/ imports it from here)
-from components.system import resolve_device
+from components.runtime import resolve_device
 from configurator import ConfigError, TrainConfig, check_config, exit_on_error, load_config, to_args
 from data.common import resolve_data_dir
 
@@ -148,7 +148,7 @@ def ensure_dataset(dataset):
     parts = dataset.split('/')
     if not os.path.isabs(dataset) and len(parts) == 2 and parts[0] == 'shakespeare':
         from data.shakespeare.prepare import prepare
-        from data.tokenizer import TOKENIZERS
+        from data.common import TOKENIZERS
         from data.common import DataError
         if parts[1] in TOKENIZERS:
             print(f"preparing dataset {dataset} ...")

@@ -13,7 +13,7 @@ import time
 import torch
 
 from components.checkpoint import load_checkpoint, read_log
-from components.system import describe_machine, resolve_device
+from components.runtime import describe_machine, resolve_device
 from configurator import ConfigError, model_config
 from data.common import check_dataset, resolve_data_dir
 from model import GPT, padded_vocab

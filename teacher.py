@@ -24,6 +24,7 @@ import torch
 
 from components.checkpoint import FORMAT, UnsafeCheckpoint, read_checkpoint
 from configurator import ConfigError
+from data.common import is_tokenizer_name, same_vocabulary
 from model import GPT, GPTConfig
 
 
@@ -34,10 +35,7 @@ class Teacher:
     model: model.py's GPT in eval mode, no parameter requiring grad; tokenizer: the name of its tokenizer
     (tokenizer.py: a built-in name or '<label>-<fingerprint>'); tokenizer_spec: what get_tokenizer builds it from;
     width: d_teacher; spec: what load_teacher was given; layer: the state LET aligns with, -1 = the final hidden
-    state after the final norm, j >= 0 = the residual stream after block j (counted from 0, not normed). calls
-    and logit_calls count the forwards so far, and those that also computed logits: after S_stop (and the
-    distillation's stop) there should be none, since the teacher's forward is the only extra cost of LET and of
-    distillation."""
+    state after the final norm, j >= 0 = the residual stream after block j (counted from 0, not normed)."""
 
     def __init__(self, model, tokenizer, spec, tokenizer_spec=None, layer=-1):
         self.model = model.eval().requires_grad_(False)
@@ -45,7 +43,6 @@ class Teacher:
         self.tokenizer_spec = tokenizer_spec or tokenizer
         self.width = model.config.n_embd  # the block outputs are as wide as the final state
         self.n_params = model.get_num_params(non_embedding=False)
-        self.calls = self.logit_calls = 0
         self._forward = model.final_hidden
         self._outputs = []  # weak references to what the forwards returned
 
@@ -58,8 +55,6 @@ class Teacher:
             raise RuntimeError(f"teacher {self.spec!r} was released; load it again to use it")
         with torch.no_grad():
             out = self._forward(idx, with_logits=logits, layer=self.layer)
-        self.calls += 1
-        self.logit_calls += logits
         alive = [ref for ref in self._outputs if ref() is not None]
         self._outputs = alive + [weakref.ref(t) for t in (out if logits else (out,))]
         return out if logits else (out, None)
@@ -69,12 +64,6 @@ class Teacher:
 
     def logits(self, idx):
         return self(idx, logits=True)[1]
-
-    def warm_up(self, idx, logits=False):
-        """One forward that is not counted: builds a compiled teacher's graph before the steps are timed (the
-        same call as the steps', layer included, so the same graph)."""
-        with torch.no_grad():
-            self._forward(idx, with_logits=logits, layer=self.layer)
 
     def compile(self):
         self._forward = torch.compile(self.model.final_hidden)
@@ -109,7 +98,6 @@ def check_teacher(teacher, meta, block_size, projector_width=None):
     if not -1 <= teacher.layer < n_layer:
         raise ConfigError(f"let_teacher_layer={teacher.layer}: teacher {spec!r} has {n_layer} blocks, so use -1 (its "
                           f"final hidden state after the final norm) or a block counted from 0, 0..{n_layer - 1}")
-    from data.tokenizer import same_vocabulary
     if not same_vocabulary(teacher.tokenizer, meta['tokenizer']):
         raise ConfigError(f"teacher {spec!r} uses the {teacher.tokenizer!r} tokenizer but the dataset was made with "
                           f"{meta['tokenizer']!r}; LET aligns token by token, so prepare the data with the "
@@ -156,7 +144,6 @@ def load_checkpoint_teacher(path, trust=False):
         if ckpt['format'] != FORMAT:
             raise not_ours(f"format {ckpt['format']!r} is not {FORMAT!r}")
         tok = ckpt.get('tokenizer')
-        from data.tokenizer import is_tokenizer_name
         if not is_tokenizer_name(tok):
             raise not_ours(f"tokenizer {tok!r} is not a tokenizer name (tokenizer.py)")
     else:
@@ -246,7 +233,7 @@ def load_model(args, device='cpu'):
         raise  # it names the file and the opt-in already
     except (OSError, ValueError, ImportError) as e:
         raise ConfigError(f"{spec}: {e}") from None
-    from data.tokenizer import get_tokenizer, same_vocabulary
+    from data.tokenizer import get_tokenizer
     try:
         tok = get_tokenizer(args.tokenizer or loaded.tokenizer_spec)
     except (OSError, ValueError, ImportError) as e:

@@ -25,16 +25,15 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from components.checkpoint import FORMAT, check_resume, check_shared, check_writable, load_checkpoint, save_checkpoint
-from components.checkpoint import checkpoint_path, find_checkpoint, load_scaler, load_sharded, save_sharded, truncate_log
-from configurator import ConfigError, TrainConfig, check_config, exit_on_error, load_config
-from configurator import model_config
+from components.checkpoint import (FORMAT, check_resume, check_shared, check_writable, checkpoint_path,
+                                   find_checkpoint, load_checkpoint, load_scaler, load_sharded, save_checkpoint,
+                                   save_sharded, truncate_log)
+from components.runtime import (DTYPES, NonFiniteSteps, Stopwatch, autocast, describe_machine, device_peak_flops,
+                                init_distributed, micro_steps, optimizer_step, parallelize, resolve_compile,
+                                resolve_device, resolve_dtype, set_gradient_sync)
+from configurator import ConfigError, TrainConfig, check_config, exit_on_error, load_config, model_config
 from data.common import TokenWindows, check_dataset, resolve_data_dir
 from model import GPT, padded_vocab
-from components.parallel import NonFiniteSteps, init_distributed, micro_steps, optimizer_step, parallelize
-from components.parallel import set_gradient_sync
-from components.system import DTYPES, Stopwatch, autocast, describe_machine, device_peak_flops, resolve_compile
-from components.system import resolve_device, resolve_dtype
 
 
 def get_lr(cfg, it):
@@ -70,35 +69,6 @@ def step_flops(model, teacher, block_size, tokens):
     return student, hidden, teacher.model.forward_flops_per_token(block_size) * tokens
 
 
-class TeacherCalls:
-    """The teacher's forwards so far, and those that computed logits: after S_stop (and the distillation's
-    stop) none should come. Counted on through the release at S_stop and across resumes (the checkpoint)."""
-
-    def __init__(self, ckpt, teacher):
-        self.teacher = teacher
-        self.before = (ckpt.get('teacher_calls', 0), ckpt.get('teacher_logit_calls', 0)) if ckpt else (0, 0)
-
-    def counts(self):
-        t = self.teacher
-        return self.before[0] + (t.calls if t else 0), self.before[1] + (t.logit_calls if t else 0)
-
-    def release(self):
-        self.before = self.counts()
-        self.teacher.release()
-        self.teacher = None
-
-
-def checkpoint_state(cfg, iter_num, gptconf, meta, projectors, scaler, calls, best_val_loss, train_time):
-    """The checkpoint dict without the weights and the optimizer (checkpoint.py: FORMAT)."""
-    teacher_calls, teacher_logit_calls = calls.counts()
-    return {'format': FORMAT, 'iter_num': iter_num, 'config': dataclasses.asdict(cfg),
-            'model_args': dataclasses.asdict(gptconf), 'tokenizer': meta['tokenizer'],
-            'projector_width': projectors[0].d_teacher if projectors is not None else None,
-            'scaler': scaler.state_dict(), 'teacher_calls': teacher_calls,
-            'teacher_logit_calls': teacher_logit_calls, 'best_val_loss': best_val_loss,
-            'train_time': train_time}
-
-
 def warm_up(model, teacher, X, Y, k, logits, ctx, optimizer):
     """Builds torch.compile's graphs before the clock starts, so that step times and train_time exclude
     compilation: one training forward and backward on the first batch (its gradients thrown away, no step),
@@ -106,42 +76,12 @@ def warm_up(model, teacher, X, Y, k, logits, ctx, optimizer):
     with ctx:
         model(X, Y, hidden_layers=k)[1].backward()
         if teacher:
-            teacher.warm_up(X, logits)
+            teacher(X, logits)  # not counted in the log's teacher calls
     optimizer.zero_grad(set_to_none=True)
     model.eval()
     with torch.no_grad(), ctx:
         model(X, Y)
     model.train()
-
-
-def train_record(it, means, grad_norm, lam, w, lr, dt, tokens_per_iter, flops, peak, teacher_calls, skipped,
-                 device, let_on, kd_on):
-    """The log interval's record for log.jsonl and its printed line. means: the interval's mean loss, lm,
-    align, cos, kd; dt: its mean step time; flops: step_flops() of one process."""
-    loss, lm, align, cos, kd = means
-    flops_student, flops_hidden, flops_logits = flops
-    flops_teacher = flops_logits if w > 0 else flops_hidden if lam > 0 else 0
-    mfu = flops_student / dt / peak if peak else None
-    mfu_all = (flops_student + flops_teacher) / dt / peak if peak else None
-    cuda = device.type == 'cuda'
-    record = {'event': 'train', 'iter': it, 'loss': loss, 'lm_loss': lm, 'align_loss': align, 'cos': cos,
-              'lambda': lam, 'kd_loss': kd, 'kd_weight': w, 'lr': lr, 'grad_norm': grad_norm,
-              'dt_ms': dt * 1000, 'tok_per_s': tokens_per_iter / dt, 'mfu': mfu, 'mfu_with_teacher': mfu_all,
-              'teacher_calls': teacher_calls[0], 'teacher_logit_calls': teacher_calls[1], 'skipped': skipped,
-              'flops_student': flops_student, 'flops_teacher': flops_teacher,
-              'cuda_mem_gb': torch.cuda.memory_allocated(device) / 2**30 if cuda else None,
-              'cuda_peak_gb': torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None}
-    line = f"iter {it}: loss {lm:.4f}"
-    if let_on:
-        line += f", align {align:.4f}, cos {cos:.3f}, lambda {lam:.3g}"
-    if kd_on:
-        line += f", kd {kd:.4f}, w {w:.3g}"
-    line += f", lr {lr:.2e}, time {dt * 1000:.0f}ms, {tokens_per_iter / dt:,.0f} tok/s"
-    if peak:
-        line += f", mfu {mfu * 100:.1f}%"
-    if peak and flops_teacher:
-        line += f" ({mfu_all * 100:.1f}% with teacher)"
-    return record, line
 
 
 def start_wandb(cfg):
@@ -317,7 +257,11 @@ def main(argv):
 
     def save(it, best_val_loss):
         """The checkpoint of step it: one file (rank 0), or every rank's shards (FSDP)."""
-        state = checkpoint_state(cfg, it, gptconf, meta, projectors, scaler, calls, best_val_loss, watch.total)
+        state = {'format': FORMAT, 'iter_num': it, 'config': dataclasses.asdict(cfg),  # checkpoint.py: FORMAT
+                 'model_args': dataclasses.asdict(gptconf), 'tokenizer': meta['tokenizer'],
+                 'projector_width': projectors[0].d_teacher if projectors is not None else None,
+                 'scaler': scaler.state_dict(), 'teacher_calls': calls[0], 'teacher_logit_calls': calls[1],
+                 'best_val_loss': best_val_loss, 'train_time': watch.total}
         if sharded:
             save_sharded(ckpt_path, state, trained, optimizer)
         elif master:
@@ -328,7 +272,8 @@ def main(argv):
 
     best_val_loss = ckpt['best_val_loss'] if ckpt else float('inf')
     watch = Stopwatch(device, ckpt['train_time'] if ckpt else 0.0)  # seconds in training steps only
-    calls = TeacherCalls(ckpt, teacher)  # the teacher's forwards, counted across releases and resumes
+    # the teacher's forwards, and those with logits: none should come after S_stop (and the distillation's stop)
+    calls = [ckpt.get('teacher_calls', 0), ckpt.get('teacher_logit_calls', 0)] if ckpt else [0, 0]
     if ckpt:
         say(f"resuming from {ckpt_path} at iteration {iter_num}")
     del ckpt
@@ -381,7 +326,7 @@ def main(argv):
         lam, w = weights(iter_num)  # lambda(s), w(s)
         if teacher and lam == 0 and w == 0:  # S_stop: the teacher goes, outside the timed steps
             watch.stop()
-            calls.release()
+            teacher.release()
             teacher = None
             say(f"step {iter_num}: S_stop reached, teacher released")
 
@@ -393,12 +338,15 @@ def main(argv):
         step_sums = torch.zeros(5, device=device)
         for micro_step in range(accum):
             last = micro_step == accum - 1  # gradients are averaged across ranks once, at the end
-            set_gradient_sync((model, raw_model, *(P or ())), last)
+            if ddp.on:
+                set_gradient_sync((model, raw_model, *(P or ())), last)
             with ctx:
                 logits, lm_loss, h_students = model(X, Y, hidden_layers=k)
                 loss, align_loss, cos, kd = lm_loss, zero, zero, zero
                 if lam > 0 or w > 0:  # one teacher forward for both terms; logits only for KD
                     h_teacher, logits_teacher = teacher(X, logits=w > 0)  # (B, T, d_t), no grad
+                    calls[0] += 1
+                    calls[1] += w > 0
                 if lam > 0:
                     # ------------------------------------------------------------------------ LET
                     # h_students: the residual streams after blocks k, (B, T, d_s)
@@ -430,9 +378,28 @@ def main(argv):
             skipped_total = nonfinite.check(skips, iter_num - 1, write)  # may stop the run
             interval_sums.zero_()
             n_interval = 0
-            record, line = train_record(iter_num, means, norm, lam, w, lr, dt, tokens_per_iter, flops, peak,
-                                        calls.counts(), skipped_total, device, let_on, kd_on)
-            log(record)
+            total, lm, align, cos, kd = means
+            flops_teacher = flops[2] if w > 0 else flops[1] if lam > 0 else 0  # the teacher's forward this step
+            mfu = flops[0] / dt / peak if peak else None  # MFU: one process's FLOPs over one device's peak
+            mfu_all = (flops[0] + flops_teacher) / dt / peak if peak else None
+            cuda = device.type == 'cuda'
+            log({'event': 'train', 'iter': iter_num, 'loss': total, 'lm_loss': lm, 'align_loss': align, 'cos': cos,
+                 'lambda': lam, 'kd_loss': kd, 'kd_weight': w, 'lr': lr, 'grad_norm': norm,
+                 'dt_ms': dt * 1000, 'tok_per_s': tokens_per_iter / dt, 'mfu': mfu, 'mfu_with_teacher': mfu_all,
+                 'teacher_calls': calls[0], 'teacher_logit_calls': calls[1], 'skipped': skipped_total,
+                 'flops_student': flops[0], 'flops_teacher': flops_teacher,
+                 'cuda_mem_gb': torch.cuda.memory_allocated(device) / 2**30 if cuda else None,
+                 'cuda_peak_gb': torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None})
+            line = f"iter {iter_num}: loss {lm:.4f}"
+            if let_on:
+                line += f", align {align:.4f}, cos {cos:.3f}, lambda {lam:.3g}"
+            if kd_on:
+                line += f", kd {kd:.4f}, w {w:.3g}"
+            line += f", lr {lr:.2e}, time {dt * 1000:.0f}ms, {tokens_per_iter / dt:,.0f} tok/s"
+            if peak:
+                line += f", mfu {mfu * 100:.1f}%"
+            if peak and flops_teacher:
+                line += f" ({mfu_all * 100:.1f}% with teacher)"
             write(line)
     if progress:
         progress.close()

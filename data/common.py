@@ -12,6 +12,7 @@ that match it; a run that dies half way leaves no meta.json and the trainer refu
 """
 import json
 import os
+import re
 
 import numpy as np
 
@@ -20,6 +21,10 @@ from configurator import ConfigError
 
 DTYPES = ('uint16', 'uint32')  # the ids' types on disk: uint16 up to 65,536 ids, else uint32
 DATA_DIR = os.path.dirname(os.path.abspath(__file__))
+# the tokenizer a dataset records (meta.json) and a checkpoint keeps: a built-in name, or a Hugging Face tokenizer's
+# '<label>-<fingerprint>' (data/tokenizer.py makes them)
+TOKENIZERS = ('byte', 'gpt2', 'smollm2')
+FINGERPRINT_NAME = re.compile(r'^[a-z0-9][a-z0-9._-]*-([0-9a-f]{10})$')  # 'pythia-160m-3f9c2a1e7b'
 
 
 class DataError(ConfigError):
@@ -32,6 +37,19 @@ PREPARE_HINT = "run the dataset's prepare script (e.g. python data/shakespeare/p
 def resolve_data_dir(dataset):
     """'shakespeare/byte' -> <repo>/data/shakespeare/byte; an absolute path stays as it is."""
     return dataset if os.path.isabs(dataset) else os.path.join(DATA_DIR, dataset)
+
+
+def is_tokenizer_name(name):
+    """A name a dataset or checkpoint may record: a built-in one, or '<label>-<fingerprint>'."""
+    return name in TOKENIZERS or bool(FINGERPRINT_NAME.match(str(name)))
+
+
+def same_vocabulary(a, b):
+    """Whether two tokenizer names give the same ids: the same built-in, or the same fingerprint (labels aside)."""
+    def identity(name):
+        match = FINGERPRINT_NAME.match(name)
+        return match.group(1) if match else name
+    return identity(a) == identity(b)
 
 
 def check_dataset(data_dir):

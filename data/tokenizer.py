@@ -33,8 +33,9 @@ import unicodedata
 import numpy as np
 import tiktoken
 
+from data.common import FINGERPRINT_NAME, TOKENIZERS
 
-TOKENIZERS = ('byte', 'gpt2', 'smollm2')  # the built-in names; Hugging Face tokenizers are named by fingerprint
+
 GPT2_VOCAB = 50257  # GPT-2 BPE's ids, <|endoftext|> (50256) the last
 
 
@@ -203,7 +204,6 @@ KNOWN_FINGERPRINTS = {
 }
 # how the end-of-text token is spelled: GPT-2, GPT-NeoX and SmolLM; Llama-3; OPT
 EOT_NAMES = ('<|endoftext|>', '<|end_of_text|>', '</s>')
-FINGERPRINT_NAME = re.compile(r'^[a-z0-9][a-z0-9._-]*-([0-9a-f]{10})$')  # 'pythia-160m-3f9c2a1e7b'
 
 
 def _fingerprint(pat_str, normalizer, vocab_size, eot_token, singles, multi, added):
@@ -406,19 +406,6 @@ def load_hf_tokenizer(spec):
                                 f"merges.txt); copy the model's tokenizer files into it")
     tok.source = source  # what the user named (a hub name stays one); spec is the local copy
     return tok
-
-
-def is_tokenizer_name(name):
-    """A name a dataset or checkpoint may record: a built-in one, or '<label>-<fingerprint>'."""
-    return name in TOKENIZERS or bool(FINGERPRINT_NAME.match(str(name)))
-
-
-def same_vocabulary(a, b):
-    """Whether two tokenizer names give the same ids: the same built-in, or the same fingerprint (labels aside)."""
-    def identity(name):
-        match = FINGERPRINT_NAME.match(name)
-        return match.group(1) if match else name
-    return identity(a) == identity(b)
 
 
 def dataset_label(name):

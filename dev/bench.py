@@ -40,7 +40,7 @@ import time
 import torch
 
 from configurator import ConfigError, TrainConfig, check_config, exit_on_error, load_config, read_config_file
-from components.system import DTYPES, autocast, describe_machine, resolve_compile, resolve_device, resolve_dtype
+from components.runtime import DTYPES, autocast, describe_machine, resolve_compile, resolve_device, resolve_dtype
 from data.hub import HUB_NAME
 from teacher import load_teacher
 

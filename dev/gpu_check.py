@@ -48,7 +48,7 @@ import traceback
 
 import torch
 
-from components.system import describe_machine
+from components.runtime import describe_machine
 from dev.gpu_checks import BUDGET_S, CHECKS, NEEDS
 from dev.gpu_harness import EXIT_STATUS, Context, Skip, TimedOut, allot, markdown, overall, status_of, write
 

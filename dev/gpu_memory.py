@@ -51,8 +51,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from components.parallel import micro_steps, optimizer_step, set_gradient_sync, shard  # noqa: E402
-from components.system import DTYPES, pick_dtype  # noqa: E402
+from components.runtime import micro_steps, optimizer_step, set_gradient_sync, shard  # noqa: E402
+from components.runtime import DTYPES, pick_dtype  # noqa: E402
 from configurator import ConfigError, TrainConfig, exit_on_error, load_config, model_config  # noqa: E402
 from configurator import read_config_file  # noqa: E402
 from data.common import resolve_data_dir  # noqa: E402

@@ -14,7 +14,7 @@ import torch
 
 import dev.bench_nanogpt as bench_nanogpt
 from conftest import ENV, REPO, TINY
-from components.system import Stopwatch
+from components.runtime import Stopwatch
 from configurator import to_args
 from dev import gpu_check, gpu_checks, gpu_harness, host_syncs
 
@@ -413,7 +413,7 @@ def test_check_4_counts_the_cuda_clocks_wait_at_s_stop_as_the_release_steps_not_
     release = steps[5]
     assert release['released'] and not release['logged'] and not release['evaluated']
     assert [call.split()[0] for call in release['calls']] == ['torch.cuda.synchronize']
-    assert next(iter(release['calls'])).split()[1].startswith('components/system.py:')
+    assert next(iter(release['calls'])).split()[1].startswith('components/runtime.py:')
     figures = {}
     rows = gpu_checks.judge_host_syncs(steps, figures)
     assert rows[0]['status'] == 'pass' and rows[0]['value'] == '0 in 6 steps', rows

@@ -18,7 +18,7 @@ import torch
 
 from conftest import ENV, REPO
 from configurator import TrainConfig, load_config
-from components.parallel import micro_steps
+from components.runtime import micro_steps
 from model import GPT, GPTConfig
 import dev.gpu_memory as gm
 

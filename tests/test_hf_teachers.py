@@ -67,7 +67,6 @@ def test_teacher_reproduces_transformers_hidden_state_and_logits(hf_teachers, fa
     assert out.logits.abs().max() > 3  # a comparison of large numbers, not of near-zeros
     torch.testing.assert_close(teacher.hidden(idx), hidden, atol=0, rtol=0)
     torch.testing.assert_close(teacher.logits(idx), logits, atol=0, rtol=0)
-    assert (teacher.calls, teacher.logit_calls) == (3, 2)  # every forward counts, and those with logits
     assert teacher.width == 64
 
 

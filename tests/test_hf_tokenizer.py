@@ -11,8 +11,8 @@ import pytest
 
 from hf_assets import HELD_OUT, hf_ids, train_bpe, write_tokenizer
 from test_teacher_load import SMOLLM2_IDS, smollm2_or_skip
-from data.tokenizer import FINGERPRINT_NAME, bytes_to_unicode, dataset_label, get_tokenizer, load_hf_tokenizer
-from data.tokenizer import same_vocabulary, smollm2_gguf_path
+from data.common import FINGERPRINT_NAME, same_vocabulary
+from data.tokenizer import bytes_to_unicode, dataset_label, get_tokenizer, load_hf_tokenizer, smollm2_gguf_path
 from data.gguf import read_gguf_metadata
 
 pytest.importorskip('tokenizers')

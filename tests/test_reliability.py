@@ -13,7 +13,7 @@ import torch
 
 from components.checkpoint import FORMAT, load_checkpoint
 from conftest import ENV, REPO, TINY, read_log, run_train, train_cmd, trained
-from components.parallel import optimizer_step
+from components.runtime import optimizer_step
 from test_let import LET
 from test_train import TORCHRUN, copy_dataset
 

@@ -18,7 +18,7 @@ from components.checkpoint import FORMAT, check_shared, consolidate, find_checkp
 from configurator import ConfigError, TrainConfig, changes, check_config, load_config, model_config
 from conftest import ENV, REPO, TINY, Run, max_diff, read_log, run_train, train_cmd, trained
 from model import GPT, GPTConfig, padded_vocab
-from components.parallel import check_restarts, micro_steps, optimizer_step, shard
+from components.runtime import check_restarts, micro_steps, optimizer_step, shard
 from teacher import load_teacher
 from test_let import LET
 from test_train import TORCHRUN
@@ -248,7 +248,7 @@ import os, signal, sys, torch, torch.distributed as dist
 sys.path.insert(0, {repo!r})
 import components.checkpoint as checkpoint
 from model import GPT, GPTConfig
-from components.parallel import shard
+from components.runtime import shard
 dist.init_process_group('gloo')
 model = shard(GPT(GPTConfig(block_size=32, vocab_size=256, n_layer=2, n_head=4, n_embd=512)), torch.device('cpu'),
               2, 'float32')

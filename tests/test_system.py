@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from components.system import PEAK_FLOPS, peak_flops_for, pick_dtype, resolve_dtype
+from components.runtime import PEAK_FLOPS, peak_flops_for, pick_dtype, resolve_dtype
 
 
 def test_auto_dtype_is_float32_off_cuda_whatever_the_rest():

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from configurator import ConfigError, exit_on_error
-from components.system import autocast, resolve_device, resolve_dtype
+from components.runtime import autocast, resolve_device, resolve_dtype
 from teacher import add_model_options, load_model
 
 # lm-eval is optional for the rest of the repo: without it this module still imports (LETLM then
