@@ -93,24 +93,23 @@ def check_teacher(teacher, meta, block_size, projector_width=None):
     """A teacher that cannot teach on this data is a ConfigError before any step: LET compares hidden states
     token by token, so the teacher must read the dataset's token ids (its tokenizer) and whole sequences; a
     resumed run's projector must fit its width, and the layer LET aligns with must exist."""
-    spec = teacher.spec
-    n_layer = teacher.model.config.n_layer
-    if not -1 <= teacher.layer < n_layer:
-        raise ConfigError(f"let_teacher_layer={teacher.layer}: teacher {spec!r} has {n_layer} blocks, so use -1 (its "
-                          f"final hidden state after the final norm) or a block counted from 0, 0..{n_layer - 1}")
-    if not same_vocabulary(teacher.tokenizer, meta['tokenizer']):
-        raise ConfigError(f"teacher {spec!r} uses the {teacher.tokenizer!r} tokenizer but the dataset was made with "
-                          f"{meta['tokenizer']!r}; LET aligns token by token, so prepare the data with the "
-                          f"teacher's: --tokenizer={teacher.tokenizer_spec}")
-    if teacher.model.config.block_size < block_size:
-        raise ConfigError(f"teacher {spec!r} reads at most {teacher.model.config.block_size} tokens, fewer than "
-                          f"block_size={block_size}; lower block_size")
-    if teacher.model.config.vocab_size < meta['vocab_size']:
-        raise ConfigError(f"teacher {spec!r} has a vocabulary of {teacher.model.config.vocab_size}, smaller than "
-                          f"the data's {meta['vocab_size']}")
-    if projector_width not in (None, teacher.width):
-        raise ConfigError(f"teacher {spec!r} is {teacher.width} wide, but the saved projector was trained for a "
-                          f"{projector_width}-wide teacher; resume with that teacher")
+    spec, config, n_layer = teacher.spec, teacher.model.config, teacher.model.config.n_layer
+    checks = [  # (ok, the error), the first that fails raised
+        (-1 <= teacher.layer < n_layer, f"let_teacher_layer={teacher.layer}: teacher {spec!r} has {n_layer} blocks, so "
+         f"use -1 (its final hidden state after the final norm) or a block counted from 0, 0..{n_layer - 1}"),
+        (same_vocabulary(teacher.tokenizer, meta['tokenizer']), f"teacher {spec!r} uses the {teacher.tokenizer!r} "
+         f"tokenizer but the dataset was made with {meta['tokenizer']!r}; LET aligns token by token, so prepare the "
+         f"data with the teacher's: --tokenizer={teacher.tokenizer_spec}"),
+        (config.block_size >= block_size, f"teacher {spec!r} reads at most {config.block_size} tokens, fewer than "
+         f"block_size={block_size}; lower block_size"),
+        (config.vocab_size >= meta['vocab_size'], f"teacher {spec!r} has a vocabulary of {config.vocab_size}, "
+         f"smaller than the data's {meta['vocab_size']}"),
+        (projector_width in (None, teacher.width), f"teacher {spec!r} is {teacher.width} wide, but the saved "
+         f"projector was trained for a {projector_width}-wide teacher; resume with that teacher"),
+    ]
+    for ok, error in checks:
+        if not ok:
+            raise ConfigError(error)
 
 
 def teacher_specs():

@@ -227,7 +227,8 @@ def parallelize(model, projectors, cfg, device, world_size, dtype, use_compile):
         model = torch.compile(model)
     if ddp:
         model = wrap(model, device)
-        projectors = projectors and [wrap(P, device) if list(P.parameters()) else P for P in projectors]
+        if projectors is not None:  # LET's learned P too ('interp' has no parameters to average)
+            projectors = [wrap(P, device) if list(P.parameters()) else P for P in projectors]
     return model, projectors
 
 
