@@ -1,4 +1,4 @@
-"""system.py: the CUDA-only decisions as pure functions of their inputs, checked on any machine."""
+"""components/runtime.py: the CUDA-only decisions as pure functions of their inputs, checked on any machine."""
 
 import pytest
 import torch
