@@ -106,8 +106,8 @@ class TrainConfig:
 
 
 def check_config(cfg):
-    """Settings that cannot work, caught before any data is read or compute spent: (ok, the error) in order, the
-    first that fails raised."""
+    """Settings that cannot work, caught before any data is read or compute spent (require: the first that fails
+    is raised)."""
     positive = ('batch_size', 'block_size', 'gradient_accumulation_steps', 'eval_interval', 'log_interval',
                 'eval_iters', 'max_nonfinite_steps', 'checkpoint_interval')
     checks = [(getattr(cfg, k) > 0, f"{k}={getattr(cfg, k)} must be positive") for k in positive] + [
@@ -143,6 +143,11 @@ def check_config(cfg):
             (cfg.kd_schedule in KD_SCHEDULES, f"kd_schedule={cfg.kd_schedule!r}: use one of {KD_SCHEDULES}"),
             (cfg.kd_temperature > 0, f"kd_temperature={cfg.kd_temperature} must be > 0"),
         ]
+    require(checks)
+
+
+def require(checks):
+    """checks: (ok, the error) pairs in order; the first that fails is raised as a ConfigError."""
     for ok, error in checks:
         if not ok:
             raise ConfigError(error)

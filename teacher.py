@@ -23,7 +23,7 @@ import weakref
 import torch
 
 from components.checkpoint import FORMAT, UnsafeCheckpoint, read_checkpoint
-from configurator import ConfigError
+from configurator import ConfigError, require
 from data.common import is_tokenizer_name, same_vocabulary
 from model import GPT, GPTConfig
 
@@ -94,7 +94,7 @@ def check_teacher(teacher, meta, block_size, projector_width=None):
     token by token, so the teacher must read the dataset's token ids (its tokenizer) and whole sequences; a
     resumed run's projector must fit its width, and the layer LET aligns with must exist."""
     spec, config, n_layer = teacher.spec, teacher.model.config, teacher.model.config.n_layer
-    checks = [  # (ok, the error), the first that fails raised
+    checks = [  # (ok, the error): require raises the first that fails
         (-1 <= teacher.layer < n_layer, f"let_teacher_layer={teacher.layer}: teacher {spec!r} has {n_layer} blocks, so "
          f"use -1 (its final hidden state after the final norm) or a block counted from 0, 0..{n_layer - 1}"),
         (same_vocabulary(teacher.tokenizer, meta['tokenizer']), f"teacher {spec!r} uses the {teacher.tokenizer!r} "
@@ -107,9 +107,7 @@ def check_teacher(teacher, meta, block_size, projector_width=None):
         (projector_width in (None, teacher.width), f"teacher {spec!r} is {teacher.width} wide, but the saved "
          f"projector was trained for a {projector_width}-wide teacher; resume with that teacher"),
     ]
-    for ok, error in checks:
-        if not ok:
-            raise ConfigError(error)
+    require(checks)
 
 
 def teacher_specs():

@@ -15,8 +15,8 @@ GPT-NeoX (Pythia), SmolLM, Llama-3, OPT. It becomes a tiktoken Encoding exactly 
 '<label>-<fingerprint>': the label says where it came from ('pythia-160m'), the fingerprint (10 hex digits of a
 sha256) covers everything that decides the ids of a text: the split pattern, the normalizer, each ordinary token
 with its id in merge order, the added tokens, the end-of-text id and the vocabulary size. Two names with one
-fingerprint are one vocabulary (data/common.py: same_vocabulary), whatever their labels; a tokenizer.json whose fingerprint is a
-built-in's takes the built-in's name (SmolLM2's tokenizer.json is 'smollm2', GPT-2's is 'gpt2').
+fingerprint are one vocabulary (data/common.py: same_vocabulary), whatever their labels; a tokenizer.json whose
+fingerprint is a built-in's takes the built-in's name (SmolLM2's tokenizer.json is 'smollm2', GPT-2's is 'gpt2').
 
 All encode ordinary text: a special token's text such as '<|endoftext|>' inside a document is encoded as the
 plain characters it is, never as the special id (Hugging Face would give the special id).

@@ -111,7 +111,7 @@ def test_own_checkpoint_loads(tmp_path):
     assert_same_outputs(teacher, source, vocab=256)
 
 
-def test_teacher_is_frozen_counts_calls_and_releases(tmp_path):
+def test_teacher_is_frozen_and_releases(tmp_path):
     source = tiny_gpt()
     torch.save({'format': 'let-ckpt-v1', 'model_args': asdict(source.config), 'model': source.state_dict(),
                 'tokenizer': 'gpt2'}, tmp_path / 'ckpt.pt')
