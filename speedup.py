@@ -56,7 +56,7 @@ import torch
 
 from components.checkpoint import load_checkpoint, plain, read_log
 from speedup_report import best_rate, group_rows, speedups, teacher_ckpt, teacher_info, write_report
-from speedup_report import compare  # noqa: F401 (the GPU check in tools/ imports it from here)
+from speedup_report import compare  # noqa: F401 (dev/gpu_checks.py imports it from here)
 from components.runtime import resolve_device
 from configurator import ConfigError, TrainConfig, check_config, exit_on_error, load_config, to_args
 from data.common import resolve_data_dir

@@ -26,8 +26,7 @@ import torch
 import torch.distributed as dist
 
 from components.checkpoint import (FORMAT, check_resume, check_shared, check_writable, checkpoint_path,
-                                   find_checkpoint, load_checkpoint, load_scaler, load_sharded, save_checkpoint,
-                                   save_sharded, truncate_log)
+                                   find_checkpoint, load_checkpoint, load_scaler, save_checkpoint, truncate_log)
 from components.runtime import (DTYPES, NonFiniteSteps, Stopwatch, autocast, describe_machine, device_peak_flops,
                                 init_distributed, micro_steps, optimizer_step, parallelize, resolve_compile,
                                 resolve_device, resolve_dtype, set_gradient_sync)
@@ -126,6 +125,8 @@ def main(argv):
     if ddp.on:
         check_shared(cfg.out_dir, ddp.rank, ddp.world_size)
     sharded = cfg.data_parallel == 'fsdp'  # FSDP: weights, gradients and AdamW state sharded
+    if sharded:
+        from components.fsdp import load_sharded, save_sharded
     ckpt_path = checkpoint_path(cfg.out_dir, sharded)  # ckpt.pt, or FSDP's folder of shards ckpt/
     found = find_checkpoint(ckpt_path)
     log_path = os.path.join(cfg.out_dir, 'log.jsonl')

@@ -7,11 +7,8 @@ and every random stream are functions of (seed, iteration), so the iteration is 
 is never saved, only named (config['teacher']). A student's checkpoint can itself be a teacher (teacher.py).
 
 One process or DDP: the dict is one file, out_dir/ckpt.pt. FSDP: no rank ever holds the whole student, so every
-rank writes its own shards of the weights and optimizer (torch.distributed.checkpoint) into the folder
-out_dir/ckpt/, beside meta.pt: the same dict without the weights and optimizer. The folder can be resumed with
-another number of processes. One plain file of it, in the format above, for sample.py, eval or a teacher:
-
-$ python -m components.checkpoint consolidate OUT_DIR       # writes OUT_DIR/model.pt
+rank writes its own shards of the weights and optimizer into the folder out_dir/ckpt/, beside meta.pt: the same
+dict without the weights and optimizer (components/fsdp.py writes, reads and consolidates it).
 """
 
 import dataclasses
@@ -19,8 +16,6 @@ import json
 import os
 import pickle
 import re
-import shutil
-import sys
 import warnings
 import zipfile
 
@@ -163,7 +158,7 @@ def read_checkpoint(path, trust=False):
 
 def load_checkpoint(path, trust=False):
     """A checkpoint written by train.py, or a ConfigError that says what is wrong with the file. For a sharded
-    checkpoint (a folder), its meta.pt: load_sharded reads the weights and the optimizer once the student is
+    checkpoint (a folder), its meta.pt: fsdp.load_sharded reads the weights and the optimizer once the student is
     sharded. trust: read_checkpoint's."""
     ckpt = read_checkpoint(os.path.join(path, META) if os.path.isdir(path) else path, trust)
     if not isinstance(ckpt, dict) or ckpt.get('format') != FORMAT:
@@ -186,72 +181,13 @@ def checkpoint_path(out_dir, sharded):
 
 
 def find_checkpoint(path):
-    """The checkpoint to resume at path, or None. A sharded one is replaced by two renames (save_sharded):
+    """The checkpoint to resume at path, or None. A sharded one is replaced by two renames (fsdp.save_sharded):
     a crash between them leaves only the previous one, path.old, which is whole."""
     if os.path.exists(path):
         return path
     if os.path.isdir(path + '.old'):
         return path + '.old'
     return None
-
-
-def _trained(modules):
-    """{name: module} (the student, LET's projectors or None) as one module: one state dict that names every
-    parameter of the optimizer, as torch.distributed.checkpoint needs."""
-    return torch.nn.ModuleDict({name: m for name, m in modules.items() if m is not None})
-
-
-def save_sharded(path, state, modules, optimizer):
-    """FSDP, called by every rank: each writes its shards of the weights and optimizer into path.tmp, rank 0
-    adds meta.pt (state: the rest of the checkpoint), then renames path.tmp to path. A crash at any moment
-    leaves a whole checkpoint at path, or at path.old (find_checkpoint) between the two renames."""
-    import torch.distributed as dist
-    import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import get_state_dict
-    model_state, optim_state = get_state_dict(_trained(modules), optimizer)
-    tmp, old, master = path + '.tmp', path + '.old', dist.get_rank() == 0
-    if master:
-        shutil.rmtree(tmp, ignore_errors=True)  # shards of a save that a crash interrupted
-    dist.barrier()
-    dcp.save({'model': model_state, 'optimizer': optim_state}, checkpoint_id=tmp)  # returns when all wrote
-    if master:
-        save_checkpoint(os.path.join(tmp, META), state)
-        if os.path.exists(path):
-            shutil.rmtree(old, ignore_errors=True)  # an older one, if a crash came before its removal
-            os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    dist.barrier()  # no rank starts the next save into path.tmp before this one is in place
-
-
-def load_sharded(path, modules, optimizer):
-    """The weights and optimizer of a sharded checkpoint into the sharded modules and their optimizer, each
-    rank reading the slices it holds (whatever the number of processes that wrote them)."""
-    import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
-    trained = _trained(modules)
-    model_state, optim_state = get_state_dict(trained, optimizer)
-    state = {'model': model_state, 'optimizer': optim_state}
-    dcp.load(state, checkpoint_id=path)
-    set_state_dict(trained, optimizer, model_state_dict=state['model'], optim_state_dict=state['optimizer'])
-
-
-def consolidate(path):
-    """A sharded checkpoint (folder) as one plain dict in FORMAT, read by this one process: the student's and
-    projectors' whole weights, no optimizer. Needs the student's size in memory (4 bytes per parameter)."""
-    import torch.distributed.checkpoint as dcp
-    ckpt = load_checkpoint(path)
-    shapes = dcp.FileSystemReader(path).read_metadata().state_dict_metadata
-    weights = {key.removeprefix('model.'): torch.empty(m.size, dtype=m.properties.dtype)
-               for key, m in shapes.items() if key.startswith('model.')}
-    with warnings.catch_warnings():  # torch warns that it loads in one process: what is asked here
-        warnings.filterwarnings('ignore', 'torch.distributed is disabled')
-        dcp.load({'model': weights}, checkpoint_id=path, no_dist=True)  # one process reads every shard
-
-    def part(name):
-        return {k.removeprefix(name + '.'): v for k, v in weights.items() if k.startswith(name + '.')}
-    ckpt.update(model=part('student'), projectors=part('projectors') or None, optimizer=None)
-    return ckpt
 
 
 def plain(value):
@@ -325,22 +261,3 @@ def read_log(out_dir, event='eval'):
                 if record.get('event') == event:
                     by_iter[record['iter']] = record
     return [by_iter[i] for i in sorted(by_iter)]
-
-
-if __name__ == '__main__':
-    # python -m components.checkpoint consolidate OUT_DIR: FSDP's sharded checkpoint as the plain file OUT_DIR/model.pt
-    from configurator import exit_on_error
-
-    def main(args):
-        if len(args) != 2 or args[0] != 'consolidate':
-            raise ConfigError("usage: python -m components.checkpoint consolidate OUT_DIR")
-        found = find_checkpoint(os.path.join(args[1], 'ckpt'))
-        if not found or not os.path.isdir(found):
-            raise ConfigError(f"{args[1]} holds no sharded checkpoint (ckpt/ of a data_parallel='fsdp' run)")
-        out = os.path.join(args[1], 'model.pt')
-        ckpt = consolidate(found)
-        save_checkpoint(out, ckpt)
-        print(f"wrote {out}: the student at iteration {ckpt['iter_num']}, without the optimizer; "
-              f"python sample.py --init_from={out}")
-
-    exit_on_error(main, sys.argv[1:])

@@ -209,7 +209,7 @@ def micro_steps(cfg, world_size):
 def parallelize(model, projectors, cfg, device, world_size, dtype, use_compile):
     """The student, built on the meta device, and LET's projectors P made ready for this job in one place, so
     that the model and the training loop know nothing of it: activation checkpointing; under FSDP the student
-    and each P with weights sharded (shard), before any weight exists; the weights allocated and drawn
+    and each P with weights sharded (fsdp.shard), before any weight exists; the weights allocated and drawn
     (GPT.init_weights: the same weights sharded or not); compiled (each block under FSDP, FSDP's collectives
     between them; else the whole student); under DDP the student and each P with weights wrapped (wrap), so
     that backward averages all their gradients across ranks. Returns (model, P): what the loop calls. The
@@ -217,6 +217,7 @@ def parallelize(model, projectors, cfg, device, world_size, dtype, use_compile):
     fsdp, ddp = cfg.data_parallel == 'fsdp', world_size > 1 and cfg.data_parallel == 'ddp'
     model.activation_checkpointing = cfg.activation_checkpointing
     if fsdp:  # in place: the parameters become shards (DTensors)
+        from components.fsdp import shard
         shard(model, device, world_size, dtype, projectors)
     model.to_empty(device=device)  # the whole student, or this rank's slices of it (FSDP)
     model.init_weights(torch.Generator().manual_seed(cfg.seed))
@@ -242,35 +243,6 @@ def wrap(model, device):
     # gradient_as_bucket_view: the gradients live in DDP's communication buckets, not in a second copy
     return DDP(model, device_ids=[device.index] if device.type == 'cuda' else None, gradient_as_bucket_view=True,
                **no_sync)
-
-
-def shard(model, device, world_size, dtype, projectors=None):
-    """FSDP2: each block, then the root (embeddings, final norm, head), keeps 1/world_size of its
-    parameters, gradients and AdamW state on each rank. A block's whole weights exist only while it
-    computes: all-gathered before its forward and its backward, freed after; gradients are
-    reduce-scattered. Sharded in place: the student's parameters become DTensors, so the optimizer
-    must be built afterwards. The student may still be on the meta device (train.py): then its
-    shards are allocated and drawn afterwards (GPT.init_weights).
-    LET's projectors (each with parameters) are sharded on the same mesh: every parameter of the
-    optimizer is then a DTensor, as fused AdamW needs (it cannot mix plain tensors and DTensors),
-    and FSDP averages their gradients like the student's."""
-    from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-    if dtype == 'float16':
-        raise ConfigError("data_parallel='fsdp' trains in bfloat16 or float32 (float16 would need "
-                          "a sharded loss scaler): pass --dtype=bfloat16, or data_parallel='ddp'")
-    mesh = init_device_mesh(device.type, (world_size,))
-    mp = MixedPrecisionPolicy()  # float32: compute and reduce in the parameters' own dtype
-    if dtype == 'bfloat16':
-        # bf16 copies of the weights for compute; fp32 gradient reduction; fp32 shards for AdamW
-        mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
-    for block in model.transformer.h:
-        fully_shard(block, mesh=mesh, mp_policy=mp)
-    fully_shard(model, mesh=mesh, mp_policy=mp)  # the root: what no block holds; tied weights too
-    for P in projectors or ():
-        if list(P.parameters()):  # 'interp' has none
-            fully_shard(P, mesh=mesh, mp_policy=mp)  # each P: its forward gathers its weights
-    return model
 
 
 def set_gradient_sync(modules, on):

@@ -253,7 +253,7 @@ def test_eval_py_reads_a_student_of_a_hugging_face_tokenizers_data_given_the_tok
 def test_train_py_refuses_a_teacher_of_another_tokenizer(hf_teachers, tiny_error):
     _, folder = hf_teachers['opt']
     message = tiny_error(teacher=folder, let_lambda=1.0)  # on byte-level Shakespeare
-    assert f"uses the 'opt-" in message and "made with 'byte'" in message and f"--tokenizer={folder}" in message
+    assert "uses the 'opt-" in message and "made with 'byte'" in message and f"--tokenizer={folder}" in message
 
 
 @pytest.mark.parametrize('name', ['let_pile_smollm', 'let_pile_pythia', 'let_pile_opt'])
