@@ -1,10 +1,17 @@
 """The layout: no module of this repository imports one that imports it back (at file or folder level, lazy
-imports inside functions included), and nothing in the shared folders imports an entry point or a tool."""
+imports inside functions included), nothing in the shared folders imports an entry point or a tool, and a plain
+run imports none of the optional parts."""
 
 import ast
 import os
+import subprocess
+import sys
 
-from conftest import REPO
+from conftest import ENV, REPO, TINY, train_cmd
+
+# what only LET, distillation, FSDP, a foreign teacher or a tokenizer needs: a plain run imports none of it
+OPTIONAL = ('let', 'distill', 'teacher', 'teacher_formats', 'components.fsdp', 'data.tokenizer', 'data.gguf',
+            'data.hub', 'data.write')
 
 ENTRY_POINTS = {'train', 'sample', 'speedup', 'speedup_report'}
 SHARED = ('components', 'data', 'teacher_formats')
@@ -51,6 +58,20 @@ def cycle(graph):
 
 def folder(module):
     return module.split('.')[0] if '.' in module else '.'
+
+
+def test_a_plain_run_imports_none_of_the_optional_parts(shakespeare_byte, tmp_path):
+    """The reader of a plain run meets only what it uses: train.py run to its end in this process, then its
+    modules listed."""
+    settings = dict(TINY, dataset=shakespeare_byte, out_dir=str(tmp_path / 'out'), max_iters=2, eval_interval=2)
+    code = ("import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__'); "
+            "print('MODULES', *sorted(sys.modules))")
+    done = subprocess.run([sys.executable, '-c', code, *train_cmd(settings)[1:]], capture_output=True, text=True,
+                          env=ENV, cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stderr
+    loaded = done.stdout.split('MODULES', 1)[1].split()
+    assert 'model' in loaded and 'components.checkpoint' in loaded  # the list is this run's
+    assert not [m for m in loaded if m.split('.')[0] in OPTIONAL or m in OPTIONAL]
 
 
 def test_no_module_imports_one_that_imports_it_back():
