@@ -25,11 +25,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from components.checkpoint import (FORMAT, check_resume, check_shared, check_writable, checkpoint_path,
-                                   find_checkpoint, load_checkpoint, load_scaler, save_checkpoint, truncate_log)
+from components.checkpoint import (FORMAT, check_resume, check_writable, checkpoint_path, find_checkpoint,
+                                   load_checkpoint, load_scaler, save_checkpoint, truncate_log)
 from components.runtime import (DTYPES, NonFiniteSteps, Stopwatch, autocast, describe_machine, device_peak_flops,
                                 init_distributed, micro_steps, optimizer_step, parallelize, resolve_compile,
-                                resolve_device, resolve_dtype, set_gradient_sync)
+                                resolve_device, resolve_dtype)
 from configurator import ConfigError, TrainConfig, check_config, exit_on_error, load_config, model_config
 from data.common import TokenWindows, check_dataset, resolve_data_dir
 from model import GPT, padded_vocab
@@ -122,11 +122,10 @@ def main(argv):
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     check_writable(cfg.out_dir, ddp.rank)
-    if ddp.on:
+    if ddp.on:  # torchrun's processes: what only they run is in components/distributed.py
+        from components.distributed import check_shared, load_sharded, save_sharded, set_gradient_sync
         check_shared(cfg.out_dir, ddp.rank, ddp.world_size)
     sharded = cfg.data_parallel == 'fsdp'  # FSDP: weights, gradients and AdamW state sharded
-    if sharded:
-        from components.fsdp import load_sharded, save_sharded
     ckpt_path = checkpoint_path(cfg.out_dir, sharded)  # ckpt.pt, or FSDP's folder of shards ckpt/
     found = find_checkpoint(ckpt_path)
     log_path = os.path.join(cfg.out_dir, 'log.jsonl')
@@ -407,6 +406,9 @@ def main(argv):
     if tracker:
         tracker.finish()
     if ddp.on:
+        # DDP's wrappers go first: freed after the process group, they would destroy it themselves, holding
+        # Python's lock while gloo's threads may still need it (a hang at exit, pytorch/pytorch#56297)
+        del model, P
         dist.destroy_process_group()
 
 

@@ -64,37 +64,6 @@ def check_writable(out_dir, rank=0):
         raise ConfigError(f"out_dir {out_dir!r} is not writable ({e.strerror}); choose another out_dir") from None
 
 
-def check_shared(out_dir, rank, world_size):
-    """Under torchrun, every rank must see out_dir as one folder: rank 0 alone writes a plain checkpoint, every
-    rank writes its shards into the one a sharded checkpoint is renamed from, and every rank decides whether to
-    resume from what it finds there. On disks local to each node no whole checkpoint would exist anywhere.
-    Rank 0 writes a file with a fresh token; every rank must read it back. Call it on every rank."""
-    import socket
-    import torch.distributed as dist
-    token = [os.urandom(8).hex() if rank == 0 else None]
-    dist.broadcast_object_list(token)
-    probe = os.path.join(out_dir, f'.shared-test-{token[0]}')
-    if rank == 0:
-        with open(probe, 'w') as f:
-            f.write(token[0])
-    dist.barrier()
-    try:
-        with open(probe) as f:
-            sees = f.read() == token[0]
-    except OSError:
-        sees = False
-    blind = [None] * world_size
-    dist.all_gather_object(blind, None if sees else f"rank {rank} on {socket.gethostname()}")
-    dist.barrier()  # every rank has looked before the probe goes
-    if rank == 0:
-        os.remove(probe)
-    blind = [who for who in blind if who]
-    if blind:
-        raise ConfigError(f"out_dir {out_dir!r} is not one folder for all ranks: {', '.join(blind)} cannot see "
-                          f"the file rank 0 wrote there. Checkpoints need out_dir on a filesystem every node "
-                          f"shares (NFS, Lustre, ...): pass such an out_dir")
-
-
 def save_checkpoint(path, state):
     """Written to path.tmp, flushed to disk, then renamed: a crash at any moment leaves the previous checkpoint."""
     tmp = path + '.tmp'

@@ -5,7 +5,6 @@ words and its peak FLOP/s (MFU), the clock of the training steps; the processes 
 places where ranks must agree by hand: the norm of sharded gradients, and whether to take a step.
 """
 
-import inspect
 import os
 import platform
 import re
@@ -16,7 +15,6 @@ from contextlib import nullcontext
 import torch
 import torch.distributed as dist
 from torch.distributed.tensor import DTensor
-from torch.nn.parallel import DistributedDataParallel as DDP
 
 from configurator import ConfigError
 
@@ -150,26 +148,6 @@ class Stopwatch:
 Dist = namedtuple('Dist', 'rank local_rank world_size on', defaults=(0, 0, 1, False))
 
 
-def check_restarts():
-    """torchrun --max-restarts must give each restart a fresh store, or restarts fail at random.
-
-    torchrun's agent hosts one TCPStore for the whole job and hands it to the workers
-    (TORCHELASTIC_USE_AGENT_STORE=True, the same MASTER_PORT in every attempt): the c10d rendezvous
-    creates it once, in torch/distributed/elastic/rendezvous/dynamic_rendezvous.py next_rendezvous
-    (`if self._bootstrap_store_info is None`). init_process_group writes each rank's address under
-    the same keys in every attempt ('default_pg/0//cpu//0/<rank>' for gloo), and
-    torch/distributed/rendezvous.py _create_c10d_store assumes "a new TCPStore for every retry". So
-    restarted workers find the dead attempt's addresses already there and may read them before their
-    peers overwrite them: gloo fails with "Connection refused", or init hangs. With
-    TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1, torchrun gives each attempt a new store on a new port."""
-    restarts = int(os.environ.get('TORCHELASTIC_MAX_RESTARTS', '0'))
-    if restarts > 0 and os.environ.get('TORCHELASTIC_USE_AGENT_STORE') == 'True':
-        raise ConfigError(f"torchrun --max-restarts={restarts} with its shared store: a restarted "
-                          f"worker can read its dead peers' addresses and fail or hang (a torch "
-                          f"bug, see parallel.check_restarts). Start torchrun as "
-                          f"TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 torchrun ...")
-
-
 def init_distributed(device, backend='', data_parallel='ddp'):
     """Joins the process group when torchrun started this process (it sets RANK, LOCAL_RANK,
     WORLD_SIZE). Returns (Dist, device): on CUDA, each process takes the GPU of its local rank."""
@@ -179,6 +157,7 @@ def init_distributed(device, backend='', data_parallel='ddp'):
                               "torchrun starts: launch with torchrun (--nproc_per_node=1 for one "
                               "process), or use data_parallel='ddp' to train in this one process")
         return Dist(), device
+    from components.distributed import check_restarts
     check_restarts()
     d = Dist(int(os.environ['RANK']), int(os.environ['LOCAL_RANK']), int(os.environ['WORLD_SIZE']),
              on=True)
@@ -209,15 +188,16 @@ def micro_steps(cfg, world_size):
 def parallelize(model, projectors, cfg, device, world_size, dtype, use_compile):
     """The student, built on the meta device, and LET's projectors P made ready for this job in one place, so
     that the model and the training loop know nothing of it: activation checkpointing; under FSDP the student
-    and each P with weights sharded (fsdp.shard), before any weight exists; the weights allocated and drawn
+    and each P with weights sharded (distributed.shard), before any weight exists; the weights allocated and drawn
     (GPT.init_weights: the same weights sharded or not); compiled (each block under FSDP, FSDP's collectives
     between them; else the whole student); under DDP the student and each P with weights wrapped (wrap), so
     that backward averages all their gradients across ranks. Returns (model, P): what the loop calls. The
     modules given stay the unwrapped ones: what is saved, evaluated and sampled."""
     fsdp, ddp = cfg.data_parallel == 'fsdp', world_size > 1 and cfg.data_parallel == 'ddp'
     model.activation_checkpointing = cfg.activation_checkpointing
+    if fsdp or ddp:
+        from components.distributed import shard, wrap
     if fsdp:  # in place: the parameters become shards (DTensors)
-        from components.fsdp import shard
         shard(model, device, world_size, dtype, projectors)
     model.to_empty(device=device)  # the whole student, or this rank's slices of it (FSDP)
     model.init_weights(torch.Generator().manual_seed(cfg.seed))
@@ -231,30 +211,6 @@ def parallelize(model, projectors, cfg, device, world_size, dtype, use_compile):
         if projectors is not None:  # LET's learned P too ('interp' has no parameters to average)
             projectors = [wrap(P, device) if list(P.parameters()) else P for P in projectors]
     return model, projectors
-
-
-def wrap(model, device):
-    """DDP: every rank holds the whole module; gradients are averaged across ranks during backward.
-    No buffer syncing at each forward: the only buffers are rotary tables, identical on every rank.
-    (torch 2.13 renamed broadcast_buffers, and warns on every rank when the old name is used.)"""
-    no_sync = {'broadcast_buffers': False}
-    if 'forward_sync_buffers' in inspect.signature(DDP).parameters:
-        no_sync = {'forward_sync_buffers': False}
-    # gradient_as_bucket_view: the gradients live in DDP's communication buckets, not in a second copy
-    return DDP(model, device_ids=[device.index] if device.type == 'cuda' else None, gradient_as_bucket_view=True,
-               **no_sync)
-
-
-def set_gradient_sync(modules, on):
-    """Whether the next backward averages gradients across ranks: with gradient accumulation, only the
-    step's last micro-step does. modules: any of the student's wrappers (DDP, FSDP's) and LET's sharded
-    projectors; others are skipped."""
-    from torch.distributed.fsdp import FSDPModule
-    for m in modules:
-        if isinstance(m, FSDPModule):
-            m.set_requires_gradient_sync(on)
-        elif isinstance(m, DDP):
-            m.require_backward_grad_sync = on
 
 
 def grad_norm(grads):

@@ -6,7 +6,7 @@
 --nproc and --card_gb default to the config's entry in GPU_CONFIGS (below), else 1 process and 80 GB.
 
 What runs is this repository's training step as train.py runs it: model.py's GPT built on the meta device, sharded
-by fsdp.shard (FSDP2) or whole (DDP), allocated and drawn by init_weights, activation checkpointing, the teacher's
+by distributed.shard (FSDP2) or whole (DDP), allocated and drawn by init_weights, activation checkpointing, the teacher's
 forward, LET's loss (and distillation's), backward with gradient accumulation, parallel.optimizer_step (clipping, fused
 AdamW). It runs on fake tensors (FakeTensorMode: exact shapes and dtypes, nothing allocated, no arithmetic) on the CPU
 with bf16 autocast, as rank 0 of a fake process group of --nproc ranks (collectives return at once), for 2 steps of
@@ -51,8 +51,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from components.fsdp import shard  # noqa: E402
-from components.runtime import micro_steps, optimizer_step, set_gradient_sync  # noqa: E402
+from components.distributed import set_gradient_sync, shard  # noqa: E402
+from components.runtime import micro_steps, optimizer_step  # noqa: E402
 from components.runtime import DTYPES, pick_dtype  # noqa: E402
 from configurator import ConfigError, TrainConfig, exit_on_error, load_config, model_config  # noqa: E402
 from configurator import read_config_file  # noqa: E402

@@ -12,7 +12,7 @@ import torch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 from components.checkpoint import read_log  # noqa: E402
-from components.fsdp import consolidate  # noqa: E402
+from components.distributed import consolidate  # noqa: E402
 from configurator import to_args  # noqa: E402
 
 TRAIN = os.path.join(REPO, 'train.py')

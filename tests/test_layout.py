@@ -10,7 +10,7 @@ import sys
 from conftest import ENV, REPO, TINY, train_cmd
 
 # what only LET, distillation, FSDP, a foreign teacher or a tokenizer needs: a plain run imports none of it
-OPTIONAL = ('let', 'distill', 'teacher', 'teacher_formats', 'components.fsdp', 'data.tokenizer', 'data.gguf',
+OPTIONAL = ('let', 'distill', 'teacher', 'teacher_formats', 'components.distributed', 'data.tokenizer', 'data.gguf',
             'data.hub', 'data.write')
 
 ENTRY_POINTS = {'train', 'sample', 'speedup', 'speedup_report'}

@@ -1,4 +1,4 @@
-"""Scale: FSDP2 sharding (fsdp.shard), activation checkpointing, sharded checkpoints (fsdp.py), and
+"""Scale: FSDP2 sharding (distributed.shard), activation checkpointing, sharded checkpoints (components/distributed.py), and
 torchrun restarting killed workers. FSDP runs on the CPU here, over gloo, with a CPU device mesh."""
 
 import os
@@ -14,17 +14,17 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.distributed.tensor import DTensor
 
-from components.checkpoint import FORMAT, check_shared, find_checkpoint
-from components.fsdp import consolidate, shard
+from components.checkpoint import FORMAT, find_checkpoint
+from components.distributed import check_restarts, check_shared, consolidate, shard
 from configurator import ConfigError, TrainConfig, changes, check_config, load_config, model_config
 from conftest import ENV, REPO, TINY, Run, max_diff, read_log, run_train, train_cmd, trained
 from model import GPT, GPTConfig, padded_vocab
-from components.runtime import check_restarts, micro_steps, optimizer_step
+from components.runtime import micro_steps, optimizer_step
 from teacher import load_teacher
 from test_let import LET
 from test_train import TORCHRUN
 
-# torchrun restarting workers, as docs/scale.md says to start it (parallel.check_restarts says why)
+# torchrun restarting workers, as docs/scale.md says to start it (distributed.check_restarts says why)
 RESTARTS = TORCHRUN + ('--max-restarts=1',)
 RESTART_ENV = dict(ENV, TORCH_DISABLE_SHARE_RDZV_TCP_STORE='1')
 SMALL = dict(block_size=32, vocab_size=256, n_layer=2, n_head=2, n_embd=32, dropout=0.1)
@@ -93,7 +93,7 @@ def test_fsdp_on_two_processes_matches_one_process_with_twice_the_accumulation(t
     assert fsdp.records[-1]['val_loss'] == pytest.approx(single.records[-1]['val_loss'], abs=1e-5)
 
     # the sharded checkpoint as one plain file, which the teacher loader (and so sample.py) reads as it is
-    done = subprocess.run([sys.executable, '-m', 'components.fsdp', 'consolidate', fsdp.out_dir],
+    done = subprocess.run([sys.executable, '-m', 'components.distributed', 'consolidate', fsdp.out_dir],
                           capture_output=True, text=True, env=ENV)
     assert done.returncode == 0, done.stderr
     loaded = load_teacher(os.path.join(fsdp.out_dir, 'model.pt'))
@@ -115,7 +115,7 @@ def test_under_fsdp_every_rank_skips_the_same_non_finite_steps_and_none_hangs(sh
 
 def test_fsdp_with_a_learned_projector_trains_and_resumes_exactly_with_fused_adamw(shakespeare_byte, teacher_ckpt,
                                                                                      tmp_path):
-    """The projector is sharded like the student (fsdp.shard), so fused AdamW, which every device runs here
+    """The projector is sharded like the student (distributed.shard), so fused AdamW, which every device runs here
     as CUDA does and which cannot mix DTensors with plain tensors, steps them together. A run stopped at step 4,
     inside LET, and resumed ends with the weights of the run that never stopped."""
     cfg = dict(TINY, **dict(LET, let_stop=6), dataset=shakespeare_byte, teacher=teacher_ckpt, max_iters=8,
@@ -247,10 +247,10 @@ def dead(pid):
 SHARDED_WRITER = """
 import os, signal, sys, torch, torch.distributed as dist
 sys.path.insert(0, {repo!r})
-import components.fsdp as fsdp
+import components.distributed as distributed
 from model import GPT, GPTConfig
 dist.init_process_group('gloo')
-model = fsdp.shard(GPT(GPTConfig(block_size=32, vocab_size=256, n_layer=2, n_head=4, n_embd=512)), torch.device('cpu'),
+model = distributed.shard(GPT(GPTConfig(block_size=32, vocab_size=256, n_layer=2, n_head=4, n_embd=512)), torch.device('cpu'),
               2, 'float32')
 optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
 rank, replace = dist.get_rank(), os.replace
@@ -271,10 +271,10 @@ while True:  # rewrite the checkpoint forever, every weight of version i equal t
         if {where!r} == 'shards' and rank == 1:  # rank 1 inside dcp.save, its first file written, not synced
             os.fsync = freeze
         if {where!r} == 'meta' and rank == 0:  # every shard written, meta.pt not yet
-            fsdp.save_checkpoint = freeze
+            distributed.save_checkpoint = freeze
         if {where!r} == 'renames' and rank == 0:  # the last checkpoint moved to path.old, path.tmp not yet in place
             os.replace = lambda src, dst: freeze() if dst == {path!r} else replace(src, dst)
-    fsdp.save_sharded({path!r}, {{'format': {fmt!r}, 'iter_num': i}}, {{'student': model}}, optimizer)
+    distributed.save_sharded({path!r}, {{'format': {fmt!r}, 'iter_num': i}}, {{'student': model}}, optimizer)
 """
 
 

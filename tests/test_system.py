@@ -25,7 +25,7 @@ def test_v100_and_t4_get_float16_not_their_emulated_bfloat16():
 
 
 def test_fsdp_without_native_bfloat16_trains_in_float32_which_it_accepts():
-    # fsdp.shard() refuses float16: there is no sharded loss scaler
+    # distributed.shard() refuses float16: there is no sharded loss scaler
     assert pick_dtype('auto', 'cuda', native_bf16=False, fsdp=True) == 'float32'
 
 

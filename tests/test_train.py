@@ -74,6 +74,43 @@ def test_ddp_on_two_cpu_processes_matches_one_process_with_twice_the_accumulatio
     assert 'FutureWarning' not in done.stderr  # torch 2.13 deprecated DDP's broadcast_buffers
 
 
+# train.py under torchrun, with torch.distributed.destroy_process_group reporting the DDP wrappers still alive
+DESTROY_WATCH = """
+import gc, runpy, sys
+sys.path.insert(0, {repo!r})
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+destroy = dist.destroy_process_group
+
+
+def watched(*args, **kwargs):
+    alive = sum(isinstance(o, DDP) for o in gc.get_objects())
+    print(f'DDP wrappers alive at destroy_process_group: {{alive}}', flush=True)
+    return destroy(*args, **kwargs)
+
+
+dist.destroy_process_group = watched
+sys.argv = [{train!r}, *sys.argv[1:]]
+runpy.run_path({train!r}, run_name='__main__')
+"""
+
+
+def test_ddp_wrappers_are_freed_before_the_process_group_is_destroyed(shakespeare_byte, teacher_ckpt, tmp_path):
+    """A DDP wrapper freed after destroy_process_group destroys the gloo group itself, holding the GIL while a
+    gloo thread may wait for it to free a finished collective's tensors: the run hangs at exit, now and then
+    (pytorch/pytorch#56297). So none may be left when train.py destroys the group: the student's and LET's
+    learned projector's alike."""
+    script = tmp_path / 'watch.py'
+    script.write_text(DESTROY_WATCH.format(repo=REPO, train=TRAIN))
+    settings = dict(TINY, dataset=shakespeare_byte, max_iters=2, eval_interval=2, gradient_accumulation_steps=2,
+                    out_dir=str(tmp_path / 'ddp'), teacher=teacher_ckpt, let_lambda=1.0, let_stop=2,
+                    let_proj='linear')  # LET's learned P: wrapped by DDP like the student
+    done = subprocess.run([sys.executable, *TORCHRUN, str(script), *train_cmd(settings)[2:]], capture_output=True,
+                          text=True, env=ENV, cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert re.findall(r'DDP wrappers alive at destroy_process_group: (\d+)', done.stdout) == ['0', '0']
+
+
 def test_mfu_counts_the_flops_of_one_process_over_one_devices_peak(shakespeare_byte, tmp_path):
     """Each of 2 processes computes half of the step's tokens: its FLOPs (what MFU divides by one device's peak)
     are half of one process's doing the whole step, as nanoGPT's estimate_mfu counts."""
