@@ -261,7 +261,7 @@ def test_every_command_reads_and_writes_the_compile_cache(tmp_path, monkeypatch)
 
 def test_the_gpu_modes_commands_are_valid_settings(shakespeare_byte, tmp_path, monkeypatch):
     """What each check runs on a GPU, read by the programs' own parsers here: a misspelt setting must not wait
-    for a GPU session to show."""
+    for a GPU run to show."""
     from dev.bench import parse_args as bench_args
     from configurator import TrainConfig, check_config, load_config
     from speedup import SpeedupConfig
