@@ -8,7 +8,7 @@ is never saved, only named (config['teacher']). A student's checkpoint can itsel
 
 One process or DDP: the dict is one file, out_dir/ckpt.pt. FSDP: no rank ever holds the whole student, so every
 rank writes its own shards of the weights and optimizer into the folder out_dir/ckpt/, beside meta.pt: the same
-dict without the weights and optimizer (components/fsdp.py writes, reads and consolidates it).
+dict without the weights and optimizer (components/distributed.py writes, reads and consolidates it).
 """
 
 import dataclasses
@@ -127,8 +127,8 @@ def read_checkpoint(path, trust=False):
 
 def load_checkpoint(path, trust=False):
     """A checkpoint written by train.py, or a ConfigError that says what is wrong with the file. For a sharded
-    checkpoint (a folder), its meta.pt: fsdp.load_sharded reads the weights and the optimizer once the student is
-    sharded. trust: read_checkpoint's."""
+    checkpoint (a folder), its meta.pt: distributed.load_sharded reads the weights and the optimizer once the
+    student is sharded. trust: read_checkpoint's."""
     ckpt = read_checkpoint(os.path.join(path, META) if os.path.isdir(path) else path, trust)
     if not isinstance(ckpt, dict) or ckpt.get('format') != FORMAT:
         raise ConfigError(f"{path} is not a checkpoint written by this train.py (format {FORMAT})")
@@ -150,8 +150,8 @@ def checkpoint_path(out_dir, sharded):
 
 
 def find_checkpoint(path):
-    """The checkpoint to resume at path, or None. A sharded one is replaced by two renames (fsdp.save_sharded):
-    a crash between them leaves only the previous one, path.old, which is whole."""
+    """The checkpoint to resume at path, or None. A sharded one is replaced by two renames
+    (distributed.save_sharded): a crash between them leaves only the previous one, path.old, which is whole."""
     if os.path.exists(path):
         return path
     if os.path.isdir(path + '.old'):

@@ -18,6 +18,9 @@ import warnings
 
 import torch
 import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -107,7 +110,6 @@ def shard(model, device, world_size, dtype, projectors=None):
     LET's projectors (each with parameters) are sharded on the same mesh: every parameter of the
     optimizer is then a DTensor, as fused AdamW needs (it cannot mix plain tensors and DTensors),
     and FSDP averages their gradients like the student's."""
-    from torch.distributed.device_mesh import init_device_mesh
     if dtype == 'float16':
         raise ConfigError("data_parallel='fsdp' trains in bfloat16 or float32 (float16 would need "
                           "a sharded loss scaler): pass --dtype=bfloat16, or data_parallel='ddp'")
@@ -135,8 +137,6 @@ def save_sharded(path, state, modules, optimizer):
     """Called by every rank: each writes its shards of the weights and optimizer into path.tmp, rank 0 adds
     meta.pt (state: the rest of the checkpoint), then renames path.tmp to path. A crash at any moment leaves a
     whole checkpoint at path, or at path.old (checkpoint.find_checkpoint) between the two renames."""
-    import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import get_state_dict
     model_state, optim_state = get_state_dict(_trained(modules), optimizer)
     tmp, old, master = path + '.tmp', path + '.old', dist.get_rank() == 0
     if master:
@@ -156,8 +156,6 @@ def save_sharded(path, state, modules, optimizer):
 def load_sharded(path, modules, optimizer):
     """The weights and optimizer of a sharded checkpoint into the sharded modules and their optimizer, each
     rank reading the slices it holds (whatever the number of processes that wrote them)."""
-    import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
     trained = _trained(modules)
     model_state, optim_state = get_state_dict(trained, optimizer)
     state = {'model': model_state, 'optimizer': optim_state}
@@ -169,7 +167,6 @@ def consolidate(path):
     """A sharded checkpoint (folder) as one plain dict in checkpoint.py's FORMAT, read by this one process: the
     student's and projectors' whole weights, no optimizer. Needs the student's size in memory (4 bytes per
     parameter)."""
-    import torch.distributed.checkpoint as dcp
     ckpt = load_checkpoint(path)
     shapes = dcp.FileSystemReader(path).read_metadata().state_dict_metadata
     weights = {key.removeprefix('model.'): torch.empty(m.size, dtype=m.properties.dtype)
@@ -185,7 +182,8 @@ def consolidate(path):
 
 
 def main(args):
-    """python -m components.distributed consolidate OUT_DIR: the sharded checkpoint as the plain file OUT_DIR/model.pt."""
+    """python -m components.distributed consolidate OUT_DIR: the sharded checkpoint as the plain file
+    OUT_DIR/model.pt."""
     if len(args) != 2 or args[0] != 'consolidate':
         raise ConfigError("usage: python -m components.distributed consolidate OUT_DIR")
     found = find_checkpoint(os.path.join(args[1], 'ckpt'))
